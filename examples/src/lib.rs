@@ -1,0 +1,1 @@
+//! Reference cluster tools: see the binaries under `src/bin`.

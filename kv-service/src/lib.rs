@@ -1,0 +1,1 @@
+//! Linearizable key-value service on raft-core.

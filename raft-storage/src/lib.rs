@@ -1,0 +1,1 @@
+//! RocksDB log storage for raft-core.

@@ -1,0 +1,1 @@
+//! QUIC transport with mutual TLS for raft-core.
