@@ -43,6 +43,9 @@ mod storage;
 mod transport;
 mod types;
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 pub use config::Config;
 pub use error::{Error, StateMachineError, StorageError};
 pub use message::{AppendOutcome, Message, MessageBody};
