@@ -82,6 +82,9 @@ pub enum Error {
     /// A leadership transfer is under way; proposals are refused until it ends.
     #[error("leadership transfer in progress")]
     TransferInProgress,
+    /// A leadership transfer did not complete within an election timeout.
+    #[error("leadership transfer to node {0} timed out")]
+    TransferTimedOut(NodeId),
     /// The target of a leadership transfer is not a voter of the cluster.
     #[error("node {0} is not a voter of this cluster")]
     UnknownNode(NodeId),

@@ -38,6 +38,9 @@
 mod config;
 mod error;
 mod message;
+mod node;
+mod raft;
+mod rng;
 mod state_machine;
 mod storage;
 mod transport;
@@ -49,7 +52,12 @@ pub mod testkit;
 pub use config::Config;
 pub use error::{Error, StateMachineError, StorageError};
 pub use message::{AppendOutcome, Message, MessageBody};
+pub use node::{Observer, RaftNode};
+pub use raft::{Raft, ReadState, Ready};
+pub use rng::Rng;
 pub use state_machine::StateMachine;
 pub use storage::{LogStorage, LogWrite, StoredState};
 pub use transport::{inbox, Inbox, InboxSender, Transport};
-pub use types::{Entry, EntryPayload, HardState, LogIndex, NodeId, Role, Snapshot, SnapshotMeta, Status, Term};
+pub use types::{
+    Entry, EntryPayload, HardState, LogIndex, NodeId, Role, Snapshot, SnapshotMeta, Status, Term,
+};

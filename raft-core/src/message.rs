@@ -32,6 +32,9 @@ pub enum AppendOutcome {
     /// skip a whole term per round trip instead of one entry (Raft §5.3,
     /// "fast back-up").
     Conflict {
+        /// The `prev_index` of the append that was refused, so the leader
+        /// can tell a stale refusal from a current one.
+        rejected_index: LogIndex,
         /// Term of the follower's entry at the append's `prev_index`, or `None`
         /// when the follower's log is shorter than that.
         conflict_term: Option<Term>,

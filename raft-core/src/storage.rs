@@ -77,6 +77,5 @@ pub trait LogStorage: Send + 'static {
 
     /// Reads the stored entries with index in `low..high`; fewer when the
     /// log ends before `high`. Used by tests and tools, not on the hot path.
-    async fn entries(&mut self, low: LogIndex, high: LogIndex)
-        -> Result<Vec<Entry>, StorageError>;
+    async fn entries(&mut self, low: LogIndex, high: LogIndex) -> Result<Vec<Entry>, StorageError>;
 }

@@ -63,7 +63,9 @@ impl MemStorage {
 
     /// Locks and returns the durable contents, for inspection by tests.
     pub fn disk(&self) -> MutexGuard<'_, MemDisk> {
-        self.disk.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.disk
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     async fn delay(&self) {
@@ -145,11 +147,7 @@ impl LogStorage for MemStorage {
         Ok(self.disk().snapshot.clone())
     }
 
-    async fn entries(
-        &mut self,
-        low: LogIndex,
-        high: LogIndex,
-    ) -> Result<Vec<Entry>, StorageError> {
+    async fn entries(&mut self, low: LogIndex, high: LogIndex) -> Result<Vec<Entry>, StorageError> {
         let disk = self.disk();
         Ok(disk
             .entries
