@@ -1,1 +1,2 @@
 //! Client library for the linearizable key-value service.
+#![deny(missing_docs)]
