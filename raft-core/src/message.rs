@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// One message from one node to another.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Message {
     /// Sender.
     pub from: NodeId,
@@ -21,7 +21,7 @@ pub struct Message {
 }
 
 /// How a follower answers an append.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AppendOutcome {
     /// The follower's log now matches the leader's up to `match_index`.
     Success {
@@ -45,7 +45,7 @@ pub enum AppendOutcome {
 }
 
 /// The body of a [`Message`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MessageBody {
     /// Ask for a vote (Raft §5.2), or for a pre-vote (thesis §9.6).
     RequestVote {
@@ -136,6 +136,26 @@ pub enum MessageBody {
     },
     /// Start an election at once: the leader hands leadership over.
     TimeoutNow,
+}
+
+impl MessageBody {
+    /// A short name of the kind of message, for logs and statistics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::RequestVote { pre_vote: true, .. } => "pre_vote",
+            MessageBody::RequestVote { .. } => "vote",
+            MessageBody::RequestVoteResponse { pre_vote: true, .. } => "pre_vote_response",
+            MessageBody::RequestVoteResponse { .. } => "vote_response",
+            MessageBody::AppendEntries { entries, .. } if entries.is_empty() => "append_empty",
+            MessageBody::AppendEntries { .. } => "append",
+            MessageBody::AppendEntriesResponse { .. } => "append_response",
+            MessageBody::Heartbeat { .. } => "heartbeat",
+            MessageBody::HeartbeatResponse { .. } => "heartbeat_response",
+            MessageBody::InstallSnapshot { .. } => "install_snapshot",
+            MessageBody::InstallSnapshotResponse { .. } => "install_snapshot_response",
+            MessageBody::TimeoutNow => "timeout_now",
+        }
+    }
 }
 
 impl Message {

@@ -14,7 +14,7 @@ pub type Term = u64;
 pub type LogIndex = u64;
 
 /// What a log entry carries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntryPayload {
     /// The entry a new leader appends to commit entries of earlier terms
     /// (Raft §5.4.2, §8). The state machine never sees it.
@@ -24,7 +24,7 @@ pub enum EntryPayload {
 }
 
 /// One entry of the replicated log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     /// Term of the leader that created the entry.
     pub term: Term,
@@ -45,7 +45,7 @@ impl Entry {
 }
 
 /// The part of a node's state that must survive a crash (Raft figure 2).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HardState {
     /// Latest term this node has seen.
     pub term: Term,
@@ -57,7 +57,7 @@ pub struct HardState {
 }
 
 /// Position of the last entry a snapshot covers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     /// Index of the last entry the snapshot includes.
     pub last_index: LogIndex,
@@ -66,7 +66,7 @@ pub struct SnapshotMeta {
 }
 
 /// A state-machine snapshot and the log position it stands for.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The log position the data reflects.
     pub meta: SnapshotMeta,
@@ -86,7 +86,7 @@ pub struct Snapshot {
 ///      │                                  ▼                         │
 ///      └───────── higher term ──────── Leader       timeout: retry ─┘
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Follows a leader, or waits for one.
     Follower,
@@ -99,7 +99,7 @@ pub enum Role {
 }
 
 /// A point-in-time view of a node, published by the driver after each step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Status {
     /// This node.
     pub id: NodeId,

@@ -759,8 +759,11 @@ impl Raft {
                 Vec::new()
             };
             let progress = self.progress.get_mut(&peer).expect("progress of a voter");
-            if entries.is_empty() && progress.match_index >= prev_index {
-                return; // nothing to send and nothing to learn
+            let replicating = matches!(progress.state, ReplicationState::Replicate);
+            if entries.is_empty() && (replicating || progress.match_index >= prev_index) {
+                // Nothing new to send; a probe is only worth it while the
+                // follower's match is unknown.
+                return;
             }
             let sent_last = prev_index + entries.len() as u64;
             let has_entries = !entries.is_empty();
@@ -801,9 +804,11 @@ impl Raft {
     fn broadcast_commit(&mut self) {
         for peer in self.peers() {
             let progress = &self.progress[&peer];
+            // A follower with appends in flight learns the commit from the
+            // next one; an idle one gets an empty append now.
             let idle = matches!(progress.state, ReplicationState::Replicate)
                 && progress.next_index > self.log.last_index()
-                && progress.inflight.len() < self.config.inflight_appends_max;
+                && progress.inflight.is_empty();
             if idle {
                 self.send_append_empty(peer);
             } else {
