@@ -18,7 +18,7 @@
 //!
 //! # Using it
 //!
-//! ```ignore
+//! ```text
 //! let config = raft_core::Config::new(1, vec![1, 2, 3]);
 //! let (inbox_sender, inbox) = raft_core::inbox(4096);
 //! let transport = MyTransport::new(inbox_sender);        // delivers to the inbox

@@ -243,7 +243,7 @@ impl RaftLog {
             return Vec::new();
         }
         let low = self.applied + 1;
-        let high = high.min(self.applied + count_max as u64);
+        let high = high.min(self.applied.saturating_add(count_max as u64));
         let start = (low - self.first_index()) as usize;
         let end = (high - self.first_index()) as usize + 1;
         let out = self.entries[start..end].to_vec();

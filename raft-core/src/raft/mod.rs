@@ -8,6 +8,8 @@
 mod log;
 mod progress;
 mod read;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
@@ -803,22 +805,24 @@ impl Raft {
     /// next heartbeat, so that they can apply (and serve) promptly.
     fn broadcast_commit(&mut self) {
         for peer in self.peers() {
-            let progress = &self.progress[&peer];
-            // A follower with appends in flight learns the commit from the
-            // next one; an idle one gets an empty append now.
-            let idle = matches!(progress.state, ReplicationState::Replicate)
-                && progress.next_index > self.log.last_index()
-                && progress.inflight.is_empty();
-            if idle {
-                self.send_append_empty(peer);
-            } else {
-                self.send_append(peer);
-            }
+            self.send_append(peer);
+            self.maybe_send_commit(peer);
         }
     }
 
-    fn send_append_empty(&mut self, peer: NodeId) {
+    /// Sends an empty append to carry the commit index to a follower that
+    /// has nothing in flight and has not heard of its latest value. A
+    /// follower with appends in flight learns it from their successors or
+    /// from this call when their answers arrive.
+    fn maybe_send_commit(&mut self, peer: NodeId) {
         let progress = &self.progress[&peer];
+        let known_commit = self.log.commit.min(progress.match_index);
+        let idle = matches!(progress.state, ReplicationState::Replicate)
+            && progress.next_index > self.log.last_index()
+            && progress.inflight.is_empty();
+        if !idle || progress.commit_sent >= known_commit {
+            return;
+        }
         let prev_index = progress.next_index - 1;
         let Some(prev_term) = self.log.term(prev_index) else {
             return;
@@ -896,6 +900,7 @@ impl Raft {
                     self.broadcast_commit();
                 } else {
                     self.send_append(from);
+                    self.maybe_send_commit(from);
                 }
                 self.maybe_finish_transfer(from);
             }
@@ -1242,6 +1247,13 @@ impl Raft {
             term,
             body,
         };
+        if let MessageBody::AppendEntries { commit, .. } | MessageBody::Heartbeat { commit, .. } =
+            message.body
+        {
+            if let Some(progress) = self.progress.get_mut(&to) {
+                progress.commit_sent = progress.commit_sent.max(commit);
+            }
+        }
         // A leader's term and vote are durable since its candidacy, so its
         // messages may leave at once; anyone else may be answering on the
         // strength of state not yet durable.

@@ -50,6 +50,8 @@ pub(crate) struct Progress {
     pub(crate) recent_active: bool,
     /// Highest read round the follower has answered.
     pub(crate) read_seq_acked: u64,
+    /// Highest commit index sent to the follower.
+    pub(crate) commit_sent: LogIndex,
 }
 
 impl Progress {
@@ -61,6 +63,7 @@ impl Progress {
             inflight: VecDeque::new(),
             recent_active: false,
             read_seq_acked: 0,
+            commit_sent: 0,
         }
     }
 

@@ -8,7 +8,7 @@
 //! timer, so a minute of cluster life costs milliseconds. All randomness
 //! comes from one seed, so a failing seed replays exactly.
 //!
-//! ```ignore
+//! ```text
 //! use raft_core::testkit::{run_seeds, LogMachine, SimCluster, SimOptions};
 //! run_seeds("my_test", 0..100, |seed| async move {
 //!     let mut cluster = SimCluster::start(SimOptions::new(seed, 3), |_| LogMachine::new()).await;
