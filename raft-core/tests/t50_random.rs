@@ -68,7 +68,8 @@ async fn client(
 /// thirty random faults (crashes of a minority or rarely of all, restarts,
 /// partitions, one-way cuts) while three clients write. Then everything heals, and every acknowledged
 /// command must be applied exactly once on every node.
-async fn random_run(seed: u64) -> u64 {
+async fn random_run(seed: u64) -> (u64, Duration) {
+    let began = tokio::time::Instant::now();
     let mut options = SimOptions::new(seed, if seed % 2 == 0 { 3 } else { 5 });
     options.network = if seed % 3 == 0 {
         NetConfig::reliable()
@@ -166,18 +167,25 @@ async fn random_run(seed: u64) -> u64 {
     }
     let fingerprint = cluster.network().fingerprint();
     cluster.shutdown().await;
-    fingerprint
+    (fingerprint, began.elapsed())
 }
 
 #[test]
 fn randomized_faults_never_break_safety_or_lose_acknowledged_commands() {
     let seeds = seed_count(500);
     let started = std::time::Instant::now();
-    run_seeds("randomized", 0..seeds, |seed| async move {
-        random_run(seed).await;
+    let simulated = Arc::new(Mutex::new(Duration::ZERO));
+    run_seeds("randomized", 0..seeds, |seed| {
+        let simulated = Arc::clone(&simulated);
+        async move {
+            let (_, elapsed) = random_run(seed).await;
+            *simulated.lock().unwrap() += elapsed;
+        }
     });
+    let simulated = *simulated.lock().unwrap();
     eprintln!(
-        "randomized: {seeds} seeds in {:.1} s",
+        "randomized: {seeds} seeds, {:.1} simulated minutes, in {:.1} s",
+        simulated.as_secs_f64() / 60.0,
         started.elapsed().as_secs_f64()
     );
 }
