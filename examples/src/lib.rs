@@ -1,1 +1,0 @@
-//! Reference cluster tools: see the binaries under `src/bin`.
