@@ -257,3 +257,64 @@ fn a_follower_refuses_proposals_and_names_the_leader() {
         cluster.shutdown().await;
     });
 }
+
+#[test]
+fn proposals_that_arrive_together_share_one_durable_write() {
+    run_seeds("group_commit", 0..10, |seed| async move {
+        let mut cluster = start(seed, 3).await;
+        let first = leader(&cluster).await;
+        one(&cluster, "warm", 3).await;
+        let node = cluster.node(first).unwrap().clone();
+        let writes_before = cluster.storage(first).disk().writes;
+        let tasks: Vec<_> = (0..100)
+            .map(|n| {
+                let node = node.clone();
+                tokio::spawn(async move { node.propose(Bytes::from(format!("g{n}"))).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let writes = cluster.storage(first).disk().writes - writes_before;
+        assert!(
+            writes <= 3,
+            "seed {seed}: 100 proposals took {writes} writes"
+        );
+        cluster.assert_invariants();
+        cluster.shutdown().await;
+    });
+}
+
+#[test]
+fn a_slow_follower_does_not_slow_the_others() {
+    run_seeds("slow_follower", 0..10, |seed| async move {
+        let mut cluster = start(seed, 3).await;
+        let first = leader(&cluster).await;
+        let slow = others(&cluster, first)[0];
+        // The slow follower takes 100 ms per write, 500 times the others.
+        cluster
+            .storage(slow)
+            .set_write_delay(Duration::from_millis(100));
+        let node = cluster.node(first).unwrap().clone();
+        let started = tokio::time::Instant::now();
+        for n in 0..100 {
+            node.propose(Bytes::from(format!("s{n}"))).await.unwrap();
+        }
+        let per_proposal = started.elapsed() / 100;
+        // A healthy agreement takes about 3 ms here (tokio's timers round
+        // each delay up to a millisecond); waiting for the slow follower
+        // would take over 100 ms.
+        assert!(
+            per_proposal < Duration::from_millis(10),
+            "seed {seed}: {per_proposal:?} per proposal with one slow follower"
+        );
+        // It still catches up in the end.
+        cluster
+            .storage(slow)
+            .set_write_delay(Duration::from_micros(200));
+        let index = one(&cluster, "end", 3).await;
+        assert_eq!(applied_count(&cluster, index, b"end"), 3, "seed {seed}");
+        cluster.assert_invariants();
+        cluster.shutdown().await;
+    });
+}

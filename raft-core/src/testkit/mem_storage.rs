@@ -1,5 +1,6 @@
 //! In-memory log storage that behaves like a disk across simulated crashes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -43,7 +44,8 @@ impl MemDisk {
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     disk: Arc<Mutex<MemDisk>>,
-    write_delay: Duration,
+    /// Nanoseconds a write takes; shared by clones.
+    write_delay_nanos: Arc<AtomicU64>,
 }
 
 impl MemStorage {
@@ -55,10 +57,15 @@ impl MemStorage {
     /// An empty storage whose writes take `write_delay` (of tokio time) to
     /// become durable.
     pub fn with_write_delay(write_delay: Duration) -> MemStorage {
-        MemStorage {
-            disk: Arc::default(),
-            write_delay,
-        }
+        let storage = MemStorage::default();
+        storage.set_write_delay(write_delay);
+        storage
+    }
+
+    /// Changes how long writes take, for this storage and its clones.
+    pub fn set_write_delay(&self, write_delay: Duration) {
+        let nanos = u64::try_from(write_delay.as_nanos()).unwrap_or(u64::MAX);
+        self.write_delay_nanos.store(nanos, Ordering::Relaxed);
     }
 
     /// Locks and returns the durable contents, for inspection by tests.
@@ -69,8 +76,9 @@ impl MemStorage {
     }
 
     async fn delay(&self) {
-        if !self.write_delay.is_zero() {
-            tokio::time::sleep(self.write_delay).await;
+        let nanos = self.write_delay_nanos.load(Ordering::Relaxed);
+        if nanos > 0 {
+            tokio::time::sleep(Duration::from_nanos(nanos)).await;
         }
     }
 }
