@@ -133,10 +133,15 @@ impl QuicClient {
         addr: SocketAddr,
         node: NodeId,
     ) -> Result<quinn::Connection, Error> {
-        self.connect_as(addr, &Identity::Node(node).dns_name()).await
+        self.connect_as(addr, &Identity::Node(node).dns_name())
+            .await
     }
 
-    async fn connect_as(&self, addr: SocketAddr, server_name: &str) -> Result<quinn::Connection, Error> {
+    async fn connect_as(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<quinn::Connection, Error> {
         let connecting = self
             .endpoint
             .connect_with(self.config.clone(), addr, server_name)
@@ -155,7 +160,8 @@ impl QuicClient {
     /// Closes every connection of this client and waits (briefly) until
     /// the nodes have been told.
     pub async fn close(&self) {
-        self.endpoint.close(crate::wire::close_code::SHUTDOWN.into(), b"client closing");
+        self.endpoint
+            .close(crate::wire::close_code::SHUTDOWN.into(), b"client closing");
         let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
     }
 }

@@ -48,6 +48,11 @@ pub struct TransportConfig {
     pub keep_alive_interval: Duration,
     /// A connection silent for this long is considered lost.
     pub idle_timeout: Duration,
+    /// The round-trip time QUIC assumes before it has measured one. It paces
+    /// handshake retransmissions (to a peer that is not up yet) and the
+    /// drain after a close. RFC 9002 suggests 333 ms for unknown paths; a
+    /// cluster on one LAN can assume far less.
+    pub initial_rtt: Duration,
     /// Concurrent bidirectional streams a remote may open on one
     /// connection. Peers use one; client connections may use many (one per
     /// request in flight), so this is high.
@@ -67,7 +72,7 @@ impl TransportConfig {
     /// A configuration with defaults: 64 MiB frames, 4096 queued messages
     /// and 16 queued snapshot chunks per peer, 2 s connect timeout,
     /// reconnect backoff from 50 ms to 2 s, 500 ms keep-alive, 5 s idle
-    /// timeout, no client connections.
+    /// timeout, 50 ms initial RTT, no client connections.
     pub fn new(
         id: NodeId,
         listen_addr: SocketAddr,
@@ -88,6 +93,7 @@ impl TransportConfig {
             reconnect_backoff_max: Duration::from_secs(2),
             keep_alive_interval: Duration::from_millis(500),
             idle_timeout: Duration::from_secs(5),
+            initial_rtt: Duration::from_millis(50),
             concurrent_bidi_streams_max: 1024,
             concurrent_uni_streams_max: 256,
             client_alpn: None,
@@ -131,7 +137,10 @@ impl TransportConfig {
         if self.keep_alive_interval.is_zero() || self.idle_timeout <= self.keep_alive_interval {
             return invalid("idle_timeout must exceed a positive keep_alive_interval".into());
         }
-        if self.connect_timeout.is_zero() || self.handshake_timeout.is_zero() {
+        if self.connect_timeout.is_zero()
+            || self.handshake_timeout.is_zero()
+            || self.initial_rtt.is_zero()
+        {
             return invalid("timeouts must be positive".into());
         }
         if self.concurrent_uni_streams_max == 0 || self.concurrent_bidi_streams_max == 0 {
@@ -139,7 +148,9 @@ impl TransportConfig {
         }
         if let Some(alpn) = &self.client_alpn {
             if alpn.is_empty() || alpn == crate::wire::PEER_ALPN {
-                return invalid("client_alpn must be non-empty and differ from the peer ALPN".into());
+                return invalid(
+                    "client_alpn must be non-empty and differ from the peer ALPN".into(),
+                );
             }
             if self.client_queue_max == 0 {
                 return invalid("client_queue_max must be positive".into());

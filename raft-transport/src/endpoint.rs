@@ -19,6 +19,8 @@ pub(crate) struct Timers {
     pub(crate) keep_alive_interval: Duration,
     /// Silence after which a connection is lost.
     pub(crate) idle_timeout: Duration,
+    /// RTT assumed before one is measured.
+    pub(crate) initial_rtt: Duration,
 }
 
 impl Timers {
@@ -29,6 +31,7 @@ impl Timers {
             uni_streams_max: 256,
             keep_alive_interval: Duration::from_millis(500),
             idle_timeout: Duration::from_secs(5),
+            initial_rtt: Duration::from_millis(100),
         }
     }
 
@@ -40,7 +43,8 @@ impl Timers {
             .max_concurrent_bidi_streams(self.bidi_streams_max.into())
             .max_concurrent_uni_streams(self.uni_streams_max.into())
             .keep_alive_interval(Some(self.keep_alive_interval))
-            .max_idle_timeout(Some(idle_timeout));
+            .max_idle_timeout(Some(idle_timeout))
+            .initial_rtt(self.initial_rtt);
         Ok(config)
     }
 }

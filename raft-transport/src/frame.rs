@@ -168,7 +168,10 @@ pub fn decode<T: DeserializeOwned>(
 
 /// Decodes `bytes` as exactly one frame: a short buffer is
 /// [`Error::FrameTruncated`], extra bytes after the frame are an error.
-pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8], payload_bytes_max: usize) -> Result<T, Error> {
+pub fn decode_exact<T: DeserializeOwned>(
+    bytes: &[u8],
+    payload_bytes_max: usize,
+) -> Result<T, Error> {
     match decode(bytes, payload_bytes_max)? {
         None => Err(Error::FrameTruncated {
             received: bytes.len(),
@@ -193,7 +196,11 @@ fn expected_len(bytes: &[u8]) -> usize {
 
 /// Encodes `value` and writes it as one frame. Does not flush or finish the
 /// stream.
-pub async fn write_frame<W, T>(writer: &mut W, value: &T, payload_bytes_max: usize) -> Result<(), Error>
+pub async fn write_frame<W, T>(
+    writer: &mut W,
+    value: &T,
+    payload_bytes_max: usize,
+) -> Result<(), Error>
 where
     W: AsyncWrite + Unpin + ?Sized,
     T: Serialize + ?Sized,
@@ -354,14 +361,26 @@ mod tests {
         let mut bytes = encode(&5u8, 100).unwrap().to_vec();
         bytes[0] = 9;
         let error = decode::<u8>(&bytes[..1], 100).unwrap_err();
-        assert!(matches!(error, Error::FrameVersion { found: 9, expected: VERSION }));
+        assert!(matches!(
+            error,
+            Error::FrameVersion {
+                found: 9,
+                expected: VERSION
+            }
+        ));
     }
 
     #[test]
     fn oversized_length_is_refused_before_the_payload_arrives() {
         let header = [VERSION, 0xff, 0xff, 0xff, 0xff];
         let error = decode::<u8>(&header, 1000).unwrap_err();
-        assert!(matches!(error, Error::FrameTooLarge { length: 0xffff_ffff, max: 1000 }));
+        assert!(matches!(
+            error,
+            Error::FrameTooLarge {
+                length: 0xffff_ffff,
+                max: 1000
+            }
+        ));
     }
 
     #[test]
@@ -406,6 +425,9 @@ mod tests {
         let mut whole = &bytes[..];
         let value: Option<String> = read_frame(&mut whole, 100).await.unwrap();
         assert_eq!(value.as_deref(), Some("a longer string value"));
-        assert_eq!(read_frame::<_, String>(&mut whole, 100).await.unwrap(), None);
+        assert_eq!(
+            read_frame::<_, String>(&mut whole, 100).await.unwrap(),
+            None
+        );
     }
 }

@@ -115,6 +115,10 @@ pub(crate) async fn run_link(
     peer: Arc<Peer>,
     mut accepted: mpsc::Receiver<Session>,
 ) {
+    // FIXME(dialing): only the lower id dials, so a pair where only the
+    // higher id can open a path to the lower one (a one-way firewall) never
+    // connects. Right: let both dial and, when two connections meet, keep
+    // the one the lower id opened.
     let dials = shared.id < peer.id;
     let backoff_min = shared.config.reconnect_backoff_min;
     let backoff_max = shared.config.reconnect_backoff_max;
@@ -222,7 +226,11 @@ async fn hello_as_dialer(
     let mut reader = FrameReader::new(recv, HELLO_BYTES_MAX);
     let answer: Hello = match reader.read().await {
         Ok(Some(answer)) => answer,
-        Ok(None) => return Err(Error::Protocol("peer closed the stream before its hello".into())),
+        Ok(None) => {
+            return Err(Error::Protocol(
+                "peer closed the stream before its hello".into(),
+            ))
+        }
         // The acceptor refused us: report its reason rather than the reset.
         Err(Error::Io(error)) => match connection.close_reason() {
             Some(reason) => return Err(reason.into()),
@@ -230,7 +238,12 @@ async fn hello_as_dialer(
         },
         Err(error) => return Err(error),
     };
-    if answer != (Hello { from: peer.id, to: shared.id }) {
+    if answer
+        != (Hello {
+            from: peer.id,
+            to: shared.id,
+        })
+    {
         return Err(Error::Protocol(format!(
             "unexpected hello from {} to {}",
             answer.from, answer.to
@@ -271,8 +284,15 @@ pub(crate) async fn accept_peer(shared: &Arc<Shared>, connection: quinn::Connect
         recv,
     };
     if peer.accepted.try_send(session).is_err() {
-        warn!(peer = peer.id, "peer reconnects too fast; connection refused");
-        shared.reject(&connection, close_code::BUSY, "too many connections from this node");
+        warn!(
+            peer = peer.id,
+            "peer reconnects too fast; connection refused"
+        );
+        shared.reject(
+            &connection,
+            close_code::BUSY,
+            "too many connections from this node",
+        );
     }
 }
 
@@ -354,7 +374,9 @@ async fn run_session(
         read_stream(shared.clone(), peer.clone(), connection.clone(), recv, true)
             .instrument(span.clone()),
     );
-    shared.spawn(accept_bulk_streams(shared.clone(), peer.clone(), connection.clone()).instrument(span));
+    shared.spawn(
+        accept_bulk_streams(shared.clone(), peer.clone(), connection.clone()).instrument(span),
+    );
 
     let end = write_small(shared, peer, &connection, &mut send, accepted, shutdown).await;
     peer.connection.send_replace(None);
@@ -365,12 +387,20 @@ async fn run_session(
         }
         SessionEnd::WriteFailed(error) => {
             info!(%remote, %error, "writing to peer failed; closing the connection");
-            close(&connection, close_code::PROTOCOL, "long-lived stream failed");
+            close(
+                &connection,
+                close_code::PROTOCOL,
+                "long-lived stream failed",
+            );
             None
         }
         SessionEnd::Replaced(newer) => {
             info!(%remote, newer = %newer.connection.remote_address(), "peer connection replaced");
-            close(&connection, close_code::REPLACED, "replaced by a newer connection");
+            close(
+                &connection,
+                close_code::REPLACED,
+                "replaced by a newer connection",
+            );
             Some(newer)
         }
         SessionEnd::Shutdown => None,
@@ -443,7 +473,11 @@ async fn read_stream(
             Ok(None) => {
                 if long_lived {
                     debug!("peer finished its long-lived stream; closing the connection");
-                    close(&connection, close_code::SHUTDOWN, "long-lived stream finished");
+                    close(
+                        &connection,
+                        close_code::SHUTDOWN,
+                        "long-lived stream finished",
+                    );
                 }
                 return;
             }
@@ -460,7 +494,13 @@ async fn accept_bulk_streams(shared: Arc<Shared>, peer: Arc<Peer>, connection: q
     let payload_bytes_max = shared.config.payload_bytes_max;
     while let Ok(recv) = connection.accept_uni().await {
         let reader = FrameReader::new(recv, payload_bytes_max);
-        let task = read_stream(shared.clone(), peer.clone(), connection.clone(), reader, false);
+        let task = read_stream(
+            shared.clone(),
+            peer.clone(),
+            connection.clone(),
+            reader,
+            false,
+        );
         shared.spawn(task.instrument(tracing::Span::current()));
     }
 }
@@ -511,6 +551,7 @@ async fn send_bulk(
     send.write_chunk(bytes).await?;
     // Finishing fails only if the stream was already reset; the data is
     // then lost like any other dropped message.
-    send.finish().map_err(|_| Error::Protocol("bulk stream reset by peer".into()))?;
+    send.finish()
+        .map_err(|_| Error::Protocol("bulk stream reset by peer".into()))?;
     Ok(())
 }

@@ -96,7 +96,10 @@ mod tests {
             from: 1,
             to: 2,
             term,
-            body: MessageBody::Heartbeat { commit: 0, read_seq: 0 },
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                read_seq: 0,
+            },
         }
     }
 

@@ -30,3 +30,9 @@ impl MessageSink for mpsc::UnboundedSender<Message> {
         self.send(message).is_ok()
     }
 }
+
+impl<S: MessageSink> MessageSink for std::sync::Arc<S> {
+    fn deliver(&self, message: Message) -> bool {
+        S::deliver(self, message)
+    }
+}

@@ -151,18 +151,20 @@ impl QuicTransport {
             uni_streams_max: config.concurrent_uni_streams_max,
             keep_alive_interval: config.keep_alive_interval,
             idle_timeout: config.idle_timeout,
+            initial_rtt: config.initial_rtt,
         };
         let mut alpn_protocols = vec![PEER_ALPN.to_vec()];
         alpn_protocols.extend(config.client_alpn.clone());
         let server_config = endpoint::server_config(&config.credentials, alpn_protocols, timers)?;
         let peer_client_config = endpoint::client_config(&config.credentials, PEER_ALPN, timers)?;
 
-        let endpoint = quinn::Endpoint::server(server_config, config.listen_addr).map_err(
-            |source| Error::Bind {
-                addr: config.listen_addr,
-                source,
-            },
-        )?;
+        let endpoint =
+            quinn::Endpoint::server(server_config, config.listen_addr).map_err(|source| {
+                Error::Bind {
+                    addr: config.listen_addr,
+                    source,
+                }
+            })?;
         let local_addr = endpoint.local_addr().map_err(|source| Error::Bind {
             addr: config.listen_addr,
             source,
@@ -281,6 +283,11 @@ impl QuicTransport {
         let Some(endpoint) = shared.stop() else {
             return;
         };
+        // FIXME(port-release): quinn keeps the UDP socket until closing
+        // connections have drained (three probe timeouts, longer for a dial
+        // still in its handshake), so binding the same port right after
+        // shutdown may briefly fail with AddrInUse. Right: a quinn call that
+        // drops the socket at once, or waiting out the drain here.
         let drained = tokio::time::timeout(SHUTDOWN_DRAIN_MAX, endpoint.wait_idle()).await;
         if drained.is_err() {
             debug!(parent: &shared.span, "connections did not drain in time");
@@ -397,8 +404,15 @@ impl Shared {
             return false;
         }
         if message.to != self.id {
-            warn!(peer = peer.id, to = message.to, "message for another node; closing the connection");
-            let reason = format!("message addressed to node {}, this is node {}", message.to, self.id);
+            warn!(
+                peer = peer.id,
+                to = message.to,
+                "message for another node; closing the connection"
+            );
+            let reason = format!(
+                "message addressed to node {}, this is node {}",
+                message.to, self.id
+            );
             self.reject(connection, close_code::PROTOCOL, &reason);
             return false;
         }
@@ -428,7 +442,11 @@ impl Shared {
     /// Hands an accepted client connection to the application, or closes it.
     fn offer_client(&self, connection: quinn::Connection) {
         let Some(sender) = &self.client_sender else {
-            self.reject(&connection, close_code::UNWANTED, "client connections not served");
+            self.reject(
+                &connection,
+                close_code::UNWANTED,
+                "client connections not served",
+            );
             return;
         };
         let remote = connection.remote_address();
@@ -436,10 +454,18 @@ impl Shared {
             Ok(()) => debug!(%remote, "client connection accepted"),
             Err(mpsc::error::TrySendError::Full(connection)) => {
                 warn!(%remote, "too many client connections waiting; closing the new one");
-                self.reject(&connection, close_code::BUSY, "too many pending client connections");
+                self.reject(
+                    &connection,
+                    close_code::BUSY,
+                    "too many pending client connections",
+                );
             }
             Err(mpsc::error::TrySendError::Closed(connection)) => {
-                self.reject(&connection, close_code::UNWANTED, "client connections not served");
+                self.reject(
+                    &connection,
+                    close_code::UNWANTED,
+                    "client connections not served",
+                );
             }
         }
     }
@@ -475,8 +501,7 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let connection = match tokio::time::timeout(shared.config.handshake_timeout, connecting).await
-    {
+    let connection = match tokio::time::timeout(shared.config.handshake_timeout, connecting).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
             // A certificate from another CA, or none, ends up here.

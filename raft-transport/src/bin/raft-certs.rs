@@ -56,7 +56,12 @@ fn parse(arguments: &[String]) -> Result<Arguments, String> {
             }
             "--clients" => {
                 let names = value()?;
-                clients.extend(names.split(',').filter(|name| !name.is_empty()).map(String::from));
+                clients.extend(
+                    names
+                        .split(',')
+                        .filter(|name| !name.is_empty())
+                        .map(String::from),
+                );
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -115,12 +120,22 @@ mod tests {
     use super::*;
 
     fn strings(arguments: &[&str]) -> Vec<String> {
-        arguments.iter().map(|argument| argument.to_string()).collect()
+        arguments
+            .iter()
+            .map(|argument| argument.to_string())
+            .collect()
     }
 
     #[test]
     fn parses_nodes_and_clients() {
-        let parsed = parse(&strings(&["--out", "d", "--nodes", "1,2,3", "--clients", "a,b"]));
+        let parsed = parse(&strings(&[
+            "--out",
+            "d",
+            "--nodes",
+            "1,2,3",
+            "--clients",
+            "a,b",
+        ]));
         assert_eq!(
             parsed,
             Ok(Arguments {

@@ -11,6 +11,12 @@ use rcgen::{
 use super::{Identity, TlsCredentials, CLUSTER_DNS_NAME};
 use crate::error::Error;
 
+// FIXME(ca-name): every CA made here has the same subject name, so that a
+// CA read back from PEM signs exactly like the original without parsing its
+// certificate. A certificate from another such CA therefore fails with
+// "BadSignature" rather than "UnknownIssuer", and an externally made CA
+// cannot issue through `from_pem`. Right: parse the CA certificate's
+// subject (rcgen's `x509-parser` feature) and give each CA a unique name.
 /// The common name of every CA this module makes. [`CertificateAuthority::from_pem`]
 /// relies on it: certificates it issues name this CA as their issuer.
 const CA_COMMON_NAME: &str = "raft-kv cluster CA";
@@ -53,7 +59,10 @@ pub struct IssuedCertificate {
 fn validity_window() -> (time::OffsetDateTime, time::OffsetDateTime) {
     let now = time::OffsetDateTime::now_utc();
     // A day of slack before now tolerates clocks that lag a little.
-    (now - time::Duration::days(1), now + time::Duration::days(VALIDITY_DAYS))
+    (
+        now - time::Duration::days(1),
+        now + time::Duration::days(VALIDITY_DAYS),
+    )
 }
 
 /// The CA's parameters, identical each time so that a CA read back from
@@ -61,7 +70,9 @@ fn validity_window() -> (time::OffsetDateTime, time::OffsetDateTime) {
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, CA_COMMON_NAME);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, CA_COMMON_NAME);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params
@@ -125,7 +136,9 @@ impl CertificateAuthority {
 
         let mut params = CertificateParams::new(names)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, identity.file_stem());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, identity.file_stem());
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = extended_key_usages;
         params.use_authority_key_identifier_extension = true;
@@ -246,10 +259,12 @@ pub fn generate_cluster_files(
     };
 
     for identity in &identities {
-        let issued = ca.issue(identity).map_err(|error| Error::CertificateRejected {
-            path: ca_cert_path.clone(),
-            reason: format!("cannot issue a certificate for {identity}: {error}"),
-        })?;
+        let issued = ca
+            .issue(identity)
+            .map_err(|error| Error::CertificateRejected {
+                path: ca_cert_path.clone(),
+                reason: format!("cannot issue a certificate for {identity}: {error}"),
+            })?;
         let files = super::TlsFiles::in_dir(dir, identity);
         write_file(&files.cert, &issued.cert_pem, false)?;
         write_file(&files.key, &issued.key_pem, true)?;

@@ -238,7 +238,10 @@ impl TlsCredentials {
         })?;
         verify_chain(&roots, &cert_chain).map_err(|reason| Error::CertificateRejected {
             path: cert_path.into(),
-            reason: format!("not valid under the cluster CA {}: {reason}", ca_path.display()),
+            reason: format!(
+                "not valid under the cluster CA {}: {reason}",
+                ca_path.display()
+            ),
         })?;
 
         // The key must be the certificate's.
@@ -272,11 +275,15 @@ impl TlsCredentials {
     /// A rustls server configuration: this party's certificate, client
     /// certificates required and checked against the cluster CA, TLS 1.3,
     /// and the given ALPN protocols.
-    pub fn server_config(&self, alpn_protocols: Vec<Vec<u8>>) -> Result<rustls::ServerConfig, Error> {
+    pub fn server_config(
+        &self,
+        alpn_protocols: Vec<Vec<u8>>,
+    ) -> Result<rustls::ServerConfig, Error> {
         let roots = root_store(&self.ca_cert).map_err(Error::Tls)?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
-            .build()
-            .map_err(|error| Error::Tls(error.to_string()))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
+                .build()
+                .map_err(|error| Error::Tls(error.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|error| Error::Tls(error.to_string()))?
@@ -289,7 +296,10 @@ impl TlsCredentials {
 
     /// A rustls client configuration: trusts only the cluster CA, presents
     /// this party's certificate, TLS 1.3, and the given ALPN protocols.
-    pub fn client_config(&self, alpn_protocols: Vec<Vec<u8>>) -> Result<rustls::ClientConfig, Error> {
+    pub fn client_config(
+        &self,
+        alpn_protocols: Vec<Vec<u8>>,
+    ) -> Result<rustls::ClientConfig, Error> {
         let roots = root_store(&self.ca_cert).map_err(Error::Tls)?;
         let mut config = rustls::ClientConfig::builder_with_provider(crypto_provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -348,6 +358,10 @@ pub fn peer_certificates(connection: &quinn::Connection) -> Vec<CertificateDer<'
         .unwrap_or_default()
 }
 
+// FIXME(client-names): the names a certificate carries cannot be listed,
+// only checked one by one, because rustls does not expose its parsed
+// subject alternative names. Right: parse the certificate (x509-parser or
+// rustls-webpki directly) and return the client's name.
 /// Whether the peer of `connection` proved `identity` with its certificate.
 /// Use it on client connections to learn which client connected, for
 /// example `peer_has_identity(&connection, &Identity::client("alice")?)`.

@@ -31,12 +31,21 @@ impl Cluster {
     async fn start() -> Cluster {
         let addrs = addr_map(&[1, 2, 4, 5]);
         let (target, inbox) = start_node(5, &addrs).await;
-        let without_4: BTreeMap<_, _> = addrs.iter().filter(|(&id, _)| id != 4).map(|(&id, &a)| (id, a)).collect();
+        let without_4: BTreeMap<_, _> = addrs
+            .iter()
+            .filter(|(&id, _)| id != 4)
+            .map(|(&id, &a)| (id, a))
+            .collect();
         let mut good = Vec::new();
         for id in [1, 2] {
             good.push(start_node(id, &without_4).await);
         }
-        let mut cluster = Cluster { target, inbox, good, addr: addrs[&5] };
+        let mut cluster = Cluster {
+            target,
+            inbox,
+            good,
+            addr: addrs[&5],
+        };
         cluster.assert_still_serving().await;
         cluster
     }
@@ -46,10 +55,12 @@ impl Cluster {
         for (node, inbox) in &mut self.good {
             let id = node.id();
             let arrived =
-                send_until_received(node, &mut self.inbox, |term| heartbeat(id, 5, term), WITHIN).await;
+                send_until_received(node, &mut self.inbox, |term| heartbeat(id, 5, term), WITHIN)
+                    .await;
             assert_eq!(arrived.from, id);
             let arrived =
-                send_until_received(&self.target, inbox, |term| heartbeat(5, id, term), WITHIN).await;
+                send_until_received(&self.target, inbox, |term| heartbeat(5, id, term), WITHIN)
+                    .await;
             assert_eq!(arrived.from, 5);
         }
         while self.inbox.try_recv().is_ok() {}
@@ -82,7 +93,9 @@ async fn rogue_connection(
 async fn rogue_session(target: SocketAddr) -> (quinn::Connection, quinn::SendStream) {
     let connection = rogue_connection(&node_credentials(4), target, 5).await;
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    frame::write_frame(&mut send, &Hello { from: 4, to: 5 }, 256).await.unwrap();
+    frame::write_frame(&mut send, &Hello { from: 4, to: 5 }, 256)
+        .await
+        .unwrap();
     let answer: Option<Hello> = frame::read_frame(&mut recv, 256).await.unwrap();
     assert_eq!(answer, Some(Hello { from: 5, to: 4 }));
     (connection, send)
@@ -106,7 +119,9 @@ fn seeded_bytes(seed: u64, length: usize) -> Vec<u8> {
     let mut state = seed;
     (0..length)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as u8
         })
         .collect()
@@ -165,7 +180,9 @@ async fn oversized_frame_length_closes_the_connection() {
     let mut cluster = Cluster::start().await;
     let (connection, mut send) = rogue_session(cluster.addr).await;
     // Announce 4 GiB - 1, more than the 16 MiB the target accepts.
-    send.write_all(&[VERSION, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    send.write_all(&[VERSION, 0xff, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
 
     let (code, reason) = closed_by_target(&connection).await;
     assert_eq!(code, close_code::PROTOCOL);
@@ -178,13 +195,18 @@ async fn oversized_frame_length_closes_the_connection() {
 async fn unknown_frame_version_closes_the_connection() {
     let mut cluster = Cluster::start().await;
     let (connection, mut send) = rogue_session(cluster.addr).await;
-    let mut bytes = frame::encode(&heartbeat(4, 5, 1), 1 << 20).unwrap().to_vec();
+    let mut bytes = frame::encode(&heartbeat(4, 5, 1), 1 << 20)
+        .unwrap()
+        .to_vec();
     bytes[0] = VERSION + 1;
     send.write_all(&bytes).await.unwrap();
 
     let (code, reason) = closed_by_target(&connection).await;
     assert_eq!(code, close_code::PROTOCOL);
-    assert!(reason.contains(&format!("unsupported frame version {}", VERSION + 1)), "{reason}");
+    assert!(
+        reason.contains(&format!("unsupported frame version {}", VERSION + 1)),
+        "{reason}"
+    );
     cluster.assert_still_serving().await;
     cluster.shutdown().await;
 }
@@ -210,7 +232,11 @@ async fn garbage_on_a_bulk_stream_closes_the_connection() {
 async fn certificate_from_another_ca_is_refused() {
     let mut cluster = Cluster::start().await;
     let other_ca = CertificateAuthority::generate().unwrap();
-    let impostor = other_ca.issue(&Identity::Node(4)).unwrap().credentials(&other_ca).unwrap();
+    let impostor = other_ca
+        .issue(&Identity::Node(4))
+        .unwrap()
+        .credentials(&other_ca)
+        .unwrap();
     let client =
         QuicClient::with_alpn(&impostor, "127.0.0.1:0".parse().unwrap(), PEER_ALPN).unwrap();
 
@@ -232,7 +258,9 @@ async fn hello_claiming_another_nodes_id_is_refused() {
     // Node 4's certificate, claiming to be node 1.
     let connection = rogue_connection(&node_credentials(4), cluster.addr, 5).await;
     let (mut send, _recv) = connection.open_bi().await.unwrap();
-    frame::write_frame(&mut send, &Hello { from: 1, to: 5 }, 256).await.unwrap();
+    frame::write_frame(&mut send, &Hello { from: 1, to: 5 }, 256)
+        .await
+        .unwrap();
 
     let (code, reason) = closed_by_target(&connection).await;
     assert_eq!(code, close_code::IDENTITY);
@@ -269,7 +297,9 @@ async fn client_certificate_cannot_pose_as_a_node() {
     let alice = certs.alice.credentials(&certs.ca).unwrap();
     let connection = rogue_connection(&alice, cluster.addr, 5).await;
     let (mut send, _recv) = connection.open_bi().await.unwrap();
-    frame::write_frame(&mut send, &Hello { from: 4, to: 5 }, 256).await.unwrap();
+    frame::write_frame(&mut send, &Hello { from: 4, to: 5 }, 256)
+        .await
+        .unwrap();
 
     let (code, _reason) = closed_by_target(&connection).await;
     assert_eq!(code, close_code::IDENTITY);
@@ -284,7 +314,9 @@ async fn higher_id_dialing_a_lower_one_is_refused() {
     // Node 2 must wait for node 1 to dial; a connection it opens is refused.
     let connection = rogue_connection(&node_credentials(2), addrs[&1], 1).await;
     let (mut send, _recv) = connection.open_bi().await.unwrap();
-    frame::write_frame(&mut send, &Hello { from: 2, to: 1 }, 256).await.unwrap();
+    frame::write_frame(&mut send, &Hello { from: 2, to: 1 }, 256)
+        .await
+        .unwrap();
 
     let (code, reason) = closed_by_target(&connection).await;
     assert_eq!(code, close_code::UNWANTED);

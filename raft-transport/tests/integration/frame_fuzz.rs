@@ -37,11 +37,19 @@ fn check(bytes: &[u8], seed: u64, case: usize) {
     match frame::decode::<Message>(bytes, PAYLOAD_MAX) {
         Ok(Some((_, used))) => {
             assert!(used >= HEADER_LEN && used <= bytes.len(), "{}", context());
-            assert!(frame::decode_exact::<Message>(&bytes[..used], PAYLOAD_MAX).is_ok(), "{}", context());
+            assert!(
+                frame::decode_exact::<Message>(&bytes[..used], PAYLOAD_MAX).is_ok(),
+                "{}",
+                context()
+            );
         }
         Ok(None) => {
             let truncated = frame::decode_exact::<Message>(bytes, PAYLOAD_MAX);
-            assert!(matches!(truncated, Err(Error::FrameTruncated { .. })), "{}", context());
+            assert!(
+                matches!(truncated, Err(Error::FrameTruncated { .. })),
+                "{}",
+                context()
+            );
         }
         Err(error) => {
             let typed = matches!(
@@ -129,10 +137,16 @@ async fn frame_reader_survives_random_streams() {
                 Ok(None) => break,
                 Err(_) => break,
             }
-            assert!(frames_read < 1000, "seed {seed} case {case}: reader does not stop");
+            assert!(
+                frames_read < 1000,
+                "seed {seed} case {case}: reader does not stop"
+            );
         }
         if noise.is_empty() {
-            assert!(valid_frames == 0 || frames_read > 0, "seed {seed} case {case}");
+            assert!(
+                valid_frames == 0 || frames_read > 0,
+                "seed {seed} case {case}"
+            );
         }
     }
 }

@@ -146,7 +146,11 @@ impl Relay {
                 }
             })
         };
-        Relay { addr, blocked, task }
+        Relay {
+            addr,
+            blocked,
+            task,
+        }
     }
 }
 
@@ -197,7 +201,10 @@ async fn send_never_blocks_on_a_dead_peer_and_bounds_its_queue() {
         node_1.send(append(1, 2, term, b"value"));
     }
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(1), "20000 sends took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "20000 sends took {elapsed:?}"
+    );
     let stats = node_1.stats();
     assert_eq!(stats.peers[&2].messages_dropped, 20_000 - 100);
     assert_eq!(stats.peers[&2].messages_sent, 0);

@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft_core::{Entry, EntryPayload, Message, MessageBody, NodeId, SnapshotMeta};
 use raft_transport::tls::IssuedCertificate;
-use raft_transport::{CertificateAuthority, Identity, QuicTransport, TlsCredentials, TransportConfig};
+use raft_transport::{
+    CertificateAuthority, Identity, QuicTransport, TlsCredentials, TransportConfig,
+};
 use tokio::sync::mpsc;
 
 /// Node ids with certificates from the cluster CA.
@@ -44,7 +46,10 @@ pub fn free_addrs(count: usize) -> Vec<SocketAddr> {
     let sockets: Vec<UdpSocket> = (0..count)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
-    sockets.iter().map(|socket| socket.local_addr().unwrap()).collect()
+    sockets
+        .iter()
+        .map(|socket| socket.local_addr().unwrap())
+        .collect()
 }
 
 /// A configuration with timers short enough for tests.
@@ -61,13 +66,16 @@ pub fn test_config(id: NodeId, addrs: &BTreeMap<NodeId, SocketAddr>) -> Transpor
     config.reconnect_backoff_max = Duration::from_millis(200);
     config.keep_alive_interval = Duration::from_millis(100);
     config.idle_timeout = Duration::from_millis(1000);
+    config.initial_rtt = Duration::from_millis(10);
     config.payload_bytes_max = 16 << 20;
     config
 }
 
 /// Starts a transport delivering into an unbounded channel. Retries the
 /// bind for a while: a port just released by a stopped node may linger.
-pub async fn start_with(config: TransportConfig) -> (QuicTransport, mpsc::UnboundedReceiver<Message>) {
+pub async fn start_with(
+    config: TransportConfig,
+) -> (QuicTransport, mpsc::UnboundedReceiver<Message>) {
     let (sender, receiver) = mpsc::unbounded_channel();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
@@ -117,7 +125,10 @@ pub fn heartbeat(from: NodeId, to: NodeId, term: u64) -> Message {
         from,
         to,
         term,
-        body: MessageBody::Heartbeat { commit: 0, read_seq: term },
+        body: MessageBody::Heartbeat {
+            commit: 0,
+            read_seq: term,
+        },
     }
 }
 
@@ -127,7 +138,10 @@ pub fn snapshot_chunk(from: NodeId, to: NodeId, bytes: usize) -> Message {
         to,
         term: 1,
         body: MessageBody::InstallSnapshot {
-            meta: SnapshotMeta { last_index: 10, last_term: 1 },
+            meta: SnapshotMeta {
+                last_index: 10,
+                last_term: 1,
+            },
             offset: 0,
             data: Bytes::from(vec![0x5a; bytes]),
             done: true,
@@ -164,7 +178,10 @@ pub async fn send_until_received(
         {
             return message;
         }
-        assert!(tokio::time::Instant::now() < deadline, "link did not come back in time");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "link did not come back in time"
+        );
     }
 }
 
@@ -172,7 +189,10 @@ pub async fn send_until_received(
 pub async fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + within;
     while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -30,7 +30,8 @@ fn generated_cluster_files_load_and_reuse_their_ca() {
     assert!(!files.ca_reused);
     assert_eq!(files.written.len(), 2 + 4 * 2);
     for id in [1, 2, 3] {
-        let credentials = TlsCredentials::load(&TlsFiles::in_dir(&dir, &Identity::Node(id))).unwrap();
+        let credentials =
+            TlsCredentials::load(&TlsFiles::in_dir(&dir, &Identity::Node(id))).unwrap();
         assert!(credentials.has_identity(&Identity::Node(id)));
         assert!(!credentials.has_identity(&Identity::Node(id + 1)));
     }
@@ -48,7 +49,10 @@ fn generated_cluster_files_load_and_reuse_their_ca() {
     {
         use std::os::unix::fs::PermissionsExt;
         let key = TlsFiles::in_dir(&dir, &bob).key;
-        assert_eq!(std::fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -57,10 +61,21 @@ fn generated_cluster_files_load_and_reuse_their_ca() {
 fn raft_certs_command_writes_a_usable_cluster() {
     let dir = scratch_dir("command");
     let output = Command::new(env!("CARGO_BIN_EXE_raft-certs"))
-        .args(["--out", dir.to_str().unwrap(), "--nodes", "1,2", "--clients", "carol"])
+        .args([
+            "--out",
+            dir.to_str().unwrap(),
+            "--nodes",
+            "1,2",
+            "--clients",
+            "carol",
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("new CA"), "{stdout}");
     TlsCredentials::load(&TlsFiles::in_dir(&dir, &Identity::Node(2))).unwrap();
@@ -119,9 +134,15 @@ fn certificate_from_another_ca_is_rejected_at_load() {
         ..TlsFiles::in_dir(&other, &Identity::Node(1))
     };
     let error = TlsCredentials::load(&files).unwrap_err();
-    assert!(matches!(error, Error::CertificateRejected { .. }), "{error}");
+    assert!(
+        matches!(error, Error::CertificateRejected { .. }),
+        "{error}"
+    );
     assert!(mentions(&error, &files.cert), "{error}");
-    assert!(error.to_string().contains("not valid under the cluster CA"), "{error}");
+    assert!(
+        error.to_string().contains("not valid under the cluster CA"),
+        "{error}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&other).unwrap();
 }
@@ -135,7 +156,10 @@ fn key_of_another_certificate_is_rejected_at_load() {
         ..TlsFiles::in_dir(&dir, &Identity::Node(1))
     };
     let error = TlsCredentials::load(&files).unwrap_err();
-    assert!(matches!(error, Error::CertificateRejected { .. }), "{error}");
+    assert!(
+        matches!(error, Error::CertificateRejected { .. }),
+        "{error}"
+    );
     assert!(mentions(&error, &files.key), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -143,7 +167,10 @@ fn key_of_another_certificate_is_rejected_at_load() {
 #[test]
 fn invalid_client_names_are_refused() {
     for name in ["", "Alice", "a b", "-a", "a-", &"a".repeat(64)] {
-        assert!(matches!(Identity::client(name), Err(Error::InvalidClientName { .. })), "{name:?}");
+        assert!(
+            matches!(Identity::client(name), Err(Error::InvalidClientName { .. })),
+            "{name:?}"
+        );
     }
     let ca = CertificateAuthority::generate().unwrap();
     assert!(ca.issue(&Identity::Client("no spaces".into())).is_err());
@@ -154,7 +181,9 @@ async fn binding_a_port_in_use_is_a_clear_error() {
     let addrs = addr_map(&[1, 2]);
     let (node_1, _inbox_1) = start_node(1, &addrs).await;
     let (sender, _receiver) = tokio::sync::mpsc::unbounded_channel();
-    let error = QuicTransport::start(test_config(1, &addrs), sender).await.unwrap_err();
+    let error = QuicTransport::start(test_config(1, &addrs), sender)
+        .await
+        .unwrap_err();
     match &error {
         Error::Bind { addr, source } => {
             assert_eq!(*addr, addrs[&1]);
@@ -162,7 +191,10 @@ async fn binding_a_port_in_use_is_a_clear_error() {
         }
         other => panic!("expected a bind error, got {other}"),
     }
-    assert!(error.to_string().contains(&addrs[&1].to_string()), "{error}");
+    assert!(
+        error.to_string().contains(&addrs[&1].to_string()),
+        "{error}"
+    );
     node_1.shutdown().await;
 }
 
@@ -191,10 +223,15 @@ async fn client_connections_reach_the_application_on_the_node_endpoint() {
     // An echo service on the node's endpoint.
     let server = tokio::spawn(async move {
         let connection = clients.accept().await.unwrap();
-        assert!(peer_has_identity(&connection, &Identity::client("alice").unwrap()));
+        assert!(peer_has_identity(
+            &connection,
+            &Identity::client("alice").unwrap()
+        ));
         let (mut send, mut recv) = connection.accept_bi().await.unwrap();
         let request: Option<String> = frame::read_frame(&mut recv, 1024).await.unwrap();
-        frame::write_frame(&mut send, &request.map(|text| text.to_uppercase()), 1024).await.unwrap();
+        frame::write_frame(&mut send, &request.map(|text| text.to_uppercase()), 1024)
+            .await
+            .unwrap();
         send.finish().unwrap();
         connection.closed().await;
     });
@@ -213,7 +250,10 @@ async fn client_connections_reach_the_application_on_the_node_endpoint() {
     assert!(client.connect_to_node(addrs[&1], 1).await.is_ok());
     assert!(client.connect_to_node(addrs[&1], 2).await.is_err());
     client.close().await;
-    tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
     node_1.shutdown().await;
 }
 
@@ -242,7 +282,12 @@ fn config_validation_refuses_what_cannot_work() {
     idle_below_keep_alive.idle_timeout = idle_below_keep_alive.keep_alive_interval;
     let mut client_alpn_as_peer = base.clone();
     client_alpn_as_peer.client_alpn = Some(raft_transport::PEER_ALPN.to_vec());
-    for config in [listed_self, zero_queue, idle_below_keep_alive, client_alpn_as_peer] {
+    for config in [
+        listed_self,
+        zero_queue,
+        idle_below_keep_alive,
+        client_alpn_as_peer,
+    ] {
         assert!(matches!(config.validate(), Err(Error::InvalidConfig(_))));
     }
     assert!(base.validate().is_ok());
