@@ -54,8 +54,11 @@ pub(crate) fn decode_entry_key(key: &[u8]) -> Result<LogIndex, String> {
 }
 
 /// Frames `value` as a record: CRC, then its rmp-serde encoding.
-pub(crate) fn encode_record<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    let mut record = vec![0; CRC_LEN];
+///
+/// `size_hint` is the expected payload size, so the buffer is allocated once.
+pub(crate) fn encode_record<T: Serialize>(value: &T, size_hint: usize) -> Result<Vec<u8>, String> {
+    let mut record = Vec::with_capacity(CRC_LEN + size_hint);
+    record.extend_from_slice(&[0; CRC_LEN]);
     rmp_serde::encode::write(&mut record, value).map_err(|error| error.to_string())?;
     seal(&mut record);
     Ok(record)
@@ -127,7 +130,7 @@ mod tests {
 
     #[test]
     fn record_round_trips() {
-        let record = encode_record(&entry()).expect("encode");
+        let record = encode_record(&entry(), 0).expect("encode");
         assert_eq!(decode_record::<Entry>(&record), Ok(entry()));
         let raw = encode_raw_record(b"raw bytes");
         assert_eq!(open_record(&raw), Ok(&b"raw bytes"[..]));
@@ -135,7 +138,7 @@ mod tests {
 
     #[test]
     fn flipped_bit_in_record_is_a_checksum_error() {
-        let mut record = encode_record(&entry()).expect("encode");
+        let mut record = encode_record(&entry(), 0).expect("encode");
         let last = record.len() - 1;
         record[last] ^= 0x01;
         let error = decode_record::<Entry>(&record).expect_err("corrupted record decoded");
@@ -144,7 +147,7 @@ mod tests {
 
     #[test]
     fn truncated_record_is_an_error_not_a_panic() {
-        let record = encode_record(&entry()).expect("encode");
+        let record = encode_record(&entry(), 0).expect("encode");
         for length in 0..record.len() {
             assert!(
                 decode_record::<Entry>(&record[..length]).is_err(),

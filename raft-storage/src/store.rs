@@ -15,6 +15,10 @@ use crate::layout::{
 use crate::open::open_database;
 use crate::options::OpenOptions;
 
+/// Bytes an entry's encoding needs beyond its payload, at most: the
+/// msgpack array and enum headers and two u64 (term, index).
+const ENTRY_OVERHEAD_BYTES: usize = 32;
+
 /// An open data directory and what the log looks like in it.
 ///
 /// `first_index` and `last_index` mirror the disk: every method that
@@ -103,12 +107,16 @@ impl Store {
                 batch.delete_range_cf(entries_cf, entry_key(first.index), entry_key(end));
             }
             for entry in &write.entries {
-                let record = encode_record(entry).map_err(|detail| self.invalid(detail))?;
+                // The payload plus a little for term, index and framing.
+                let size_hint = entry.payload_len() + ENTRY_OVERHEAD_BYTES;
+                let record =
+                    encode_record(entry, size_hint).map_err(|detail| self.invalid(detail))?;
                 batch.put_cf(entries_cf, entry_key(entry.index), record);
             }
         }
         if let Some(hard_state) = &write.hard_state {
-            let record = encode_record(hard_state).map_err(|detail| self.invalid(detail))?;
+            let record = encode_record(hard_state, ENTRY_OVERHEAD_BYTES)
+                .map_err(|detail| self.invalid(detail))?;
             batch.put(HARD_STATE_KEY, record);
         }
         self.commit(batch, "write log batch")?;
@@ -135,7 +143,8 @@ impl Store {
             && self.term_at(meta.last_index)? == meta.last_term;
 
         let entries_cf = self.entries_cf()?;
-        let meta_record = encode_record(&meta).map_err(|detail| self.invalid(detail))?;
+        let meta_record =
+            encode_record(&meta, ENTRY_OVERHEAD_BYTES).map_err(|detail| self.invalid(detail))?;
         let mut batch = WriteBatch::default();
         batch.put(SNAPSHOT_META_KEY, meta_record);
         // FIXME(snapshot-size): the data goes through the WAL and the
