@@ -2,6 +2,11 @@
 //! under the same names, as `raft-core/tests/storage_conformance.rs` runs
 //! against the in-memory storage.
 
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
 use async_trait::async_trait;
 use raft_core::testkit::conformance::{self, StorageHarness};
 use raft_core::StorageError;
@@ -51,9 +56,36 @@ async fn whole_suite_passes_in_one_run() {
     conformance::run_all(&mut RocksHarness::new()).await;
 }
 
-/// The storage's calls run on the blocking pool, so they work on a
-/// multi-threaded runtime as well as on the current-thread one above.
+/// On a multi-threaded runtime the calls run in `block_in_place` on a
+/// worker thread (the suite runs in a spawned task, so on a worker).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn whole_suite_passes_on_multi_thread_runtime() {
-    conformance::run_all(&mut RocksHarness::new()).await;
+async fn whole_suite_passes_on_multi_thread_runtime_worker() {
+    let suite = tokio::spawn(async { conformance::run_all(&mut RocksHarness::new()).await });
+    suite.await.expect("the suite's task panicked");
+}
+
+/// Polled outside any tokio runtime, the calls simply run.
+#[test]
+fn whole_suite_passes_outside_any_runtime() {
+    block_on_without_runtime(conformance::run_all(&mut RocksHarness::new()));
+}
+
+/// Polls `future` to completion on this thread, with no runtime around.
+fn block_on_without_runtime<F: Future>(future: F) -> F::Output {
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
 }
