@@ -75,8 +75,9 @@ pub async fn one(cluster: &Cluster, command: &str, expected: usize) -> LogIndex 
         sleep(Duration::from_millis(50)).await;
     }
     panic!(
-        "seed {}: {command:?} did not reach agreement on {expected} nodes",
-        cluster.seed()
+        "seed {}: {command:?} did not reach agreement on {expected} nodes; statuses: {:#?}",
+        cluster.seed(),
+        cluster.statuses()
     );
 }
 

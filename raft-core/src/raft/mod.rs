@@ -945,11 +945,13 @@ impl Raft {
                 progress.state = ReplicationState::Probe { sent: false };
             }
             ReplicationState::Replicate => {
-                // Appends still in flight that the follower does not hold
-                // after a heartbeat round trip were lost or overtaken:
-                // resend from what it has.
-                if last_index + 1 < progress.next_index && !progress.inflight.is_empty() {
-                    progress.probe_from(last_index + 1);
+                // The follower answered a heartbeat sent after the appends
+                // still counted in flight: those appends, or their answers,
+                // were most likely lost, and a full window would stall this
+                // follower for good. Probe again from what it holds.
+                if !progress.inflight.is_empty() {
+                    let next_index = progress.next_index.min(last_index + 1);
+                    progress.probe_from(next_index);
                 }
             }
             ReplicationState::Snapshot { .. } => {

@@ -366,3 +366,43 @@ fn a_deposed_leader_fails_its_pending_reads() {
     assert!(ready.reads.is_empty());
     assert_eq!(ready.failed_reads, vec![9]);
 }
+
+#[test]
+fn a_full_window_whose_answers_were_lost_resumes_after_a_heartbeat() {
+    // Regression: randomized seed 534 stalled a follower for good when every
+    // answer to a full window of appends was lost.
+    let mut net = Net::new(3, |config| {
+        config.inflight_appends_max = 2;
+        config.append_entries_max = 1;
+    });
+    net.campaign(1);
+    net.pump();
+    net.connect_only(&[1, 2]);
+    for n in 0..4 {
+        net.propose(1, &format!("c{n}"));
+    }
+    // Node 3 gets the appends of the window, but its answers are lost.
+    net.flush();
+    let to_three: Vec<Message> = net.queue.iter().filter(|m| m.to == 3).cloned().collect();
+    assert_eq!(to_three.len(), 2, "the window holds two appends");
+    for message in to_three {
+        net.nodes.get_mut(&3).unwrap().step(message);
+    }
+    let _lost_answers = net.nodes.get_mut(&3).unwrap().ready(usize::MAX);
+    net.pump();
+    assert_eq!(net.node(3).entries().len(), 3);
+
+    // A heartbeat round trip reopens the window.
+    net.links = None;
+    let leader = net.nodes.get_mut(&1).unwrap();
+    for _ in 0..leader.config.heartbeat_ticks {
+        leader.tick();
+    }
+    net.pump();
+    assert_eq!(
+        net.node(3).entries().len(),
+        5,
+        "node 3 caught up after the heartbeat"
+    );
+    assert_eq!(net.node(1).commit(), 5);
+}
