@@ -26,6 +26,9 @@ use crate::tls::{peer_has_identity, Identity};
 use crate::transport::{close, lock, PeerStats, Shared};
 use crate::wire::{close_code, Hello};
 
+/// quinn send priority of bulk streams; the long-lived stream keeps 0.
+const BULK_STREAM_PRIORITY: i32 = -1;
+
 /// The largest hello frame accepted; a hello is a few bytes.
 const HELLO_BYTES_MAX: usize = 256;
 
@@ -548,6 +551,9 @@ async fn send_bulk(
 ) -> Result<(), Error> {
     let bytes = frame::encode(message, payload_bytes_max)?;
     let mut send = connection.open_uni().await?;
+    // Below the long-lived stream's priority (0): when both have data,
+    // quinn sends the small messages first.
+    let _ = send.set_priority(BULK_STREAM_PRIORITY);
     send.write_chunk(bytes).await?;
     // Finishing fails only if the stream was already reset; the data is
     // then lost like any other dropped message.

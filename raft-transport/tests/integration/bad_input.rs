@@ -323,3 +323,38 @@ async fn higher_id_dialing_a_lower_one_is_refused() {
     assert!(reason.contains("the lower id dials"), "{reason}");
     node_1.shutdown().await;
 }
+
+#[tokio::test]
+async fn dialer_refuses_a_server_whose_certificate_names_another_node() {
+    // Node 1 believes node 2 listens where node 3 does.
+    let addrs = addr_map(&[1, 3]);
+    let (node_3, _inbox_3) = start_node(3, &addrs).await;
+    let misdirected = BTreeMap::from([(1, addrs[&1]), (2, addrs[&3])]);
+    let (node_1, _inbox_1) = start_node(1, &misdirected).await;
+
+    wait_until(WITHIN, "node 3 to see the failed handshakes", || {
+        node_3.stats().connections_rejected >= 1
+    })
+    .await;
+    assert!(!node_1.is_connected(2));
+    assert_eq!(node_1.stats().peers[&2].connections_established, 0);
+    node_1.shutdown().await;
+    node_3.shutdown().await;
+}
+
+#[tokio::test]
+async fn node_outside_the_peer_list_is_refused() {
+    let mut cluster = Cluster::start().await;
+    // Node 3 has a valid certificate but is not one of node 5's peers.
+    let connection = rogue_connection(&node_credentials(3), cluster.addr, 5).await;
+    let (mut send, _recv) = connection.open_bi().await.unwrap();
+    frame::write_frame(&mut send, &Hello { from: 3, to: 5 }, 256)
+        .await
+        .unwrap();
+
+    let (code, reason) = closed_by_target(&connection).await;
+    assert_eq!(code, close_code::UNWANTED);
+    assert!(reason.contains("node 3 is not a peer"), "{reason}");
+    cluster.assert_still_serving().await;
+    cluster.shutdown().await;
+}

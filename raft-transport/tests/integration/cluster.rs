@@ -60,6 +60,7 @@ struct Member {
 }
 
 async fn start_member(id: NodeId, addrs: &BTreeMap<NodeId, SocketAddr>) -> Member {
+    init_tracing();
     let (inbox_sender, inbox) = raft_core::inbox(4096);
     let transport = QuicTransport::start(test_config(id, addrs), inbox_sender)
         .await

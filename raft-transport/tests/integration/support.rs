@@ -71,11 +71,21 @@ pub fn test_config(id: NodeId, addrs: &BTreeMap<NodeId, SocketAddr>) -> Transpor
     config
 }
 
+/// Logs to the test output, filtered by `RUST_LOG` (for example
+/// `RUST_LOG=raft_transport=debug`); errors only without it.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 /// Starts a transport delivering into an unbounded channel. Retries the
 /// bind for a while: a port just released by a stopped node may linger.
 pub async fn start_with(
     config: TransportConfig,
 ) -> (QuicTransport, mpsc::UnboundedReceiver<Message>) {
+    init_tracing();
     let (sender, receiver) = mpsc::unbounded_channel();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
