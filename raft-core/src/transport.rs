@@ -46,8 +46,22 @@ impl InboxSender {
     }
 }
 
-/// The node's end of its inbox, handed to [`crate::RaftNode::start`].
+/// The node's end of its inbox, handed to [`crate::RaftNode::start`]. Code
+/// that drives a [`crate::Raft`] core itself, or tests a transport, reads it
+/// with [`Inbox::recv`].
 #[derive(Debug)]
 pub struct Inbox {
     pub(crate) receiver: mpsc::Receiver<Message>,
+}
+
+impl Inbox {
+    /// Waits for the next message; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.receiver.recv().await
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Message> {
+        self.receiver.try_recv().ok()
+    }
 }

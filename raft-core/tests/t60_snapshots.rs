@@ -34,7 +34,10 @@ fn the_log_stays_bounded_by_the_snapshot_threshold() {
         // Threshold, plus entries applied while a snapshot is being taken,
         // plus the in-flight tail.
         assert!(longest <= 40, "seed {seed}: {longest} entries stored");
-        assert!(cluster.storage(first).disk().snapshot.is_some(), "seed {seed}");
+        assert!(
+            cluster.storage(first).disk().snapshot.is_some(),
+            "seed {seed}"
+        );
         cluster.assert_invariants();
         cluster.shutdown().await;
     });
@@ -57,7 +60,10 @@ fn a_follower_cut_off_for_many_snapshots_catches_up_by_snapshot_then_log() {
         let after = cluster.network().messages_sent_by_kind();
         let chunks = after.get("install_snapshot").copied().unwrap_or(0)
             - before.get("install_snapshot").copied().unwrap_or(0);
-        assert!(chunks > 1, "seed {seed}: caught up without a chunked snapshot");
+        assert!(
+            chunks > 1,
+            "seed {seed}: caught up without a chunked snapshot"
+        );
         let leader_record = cluster.machine(first).applied().clone();
         let lagging_record = cluster.machine(lagging).applied().clone();
         assert_eq!(lagging_record, leader_record, "seed {seed}: states differ");
@@ -85,7 +91,11 @@ fn nodes_restart_from_snapshot_plus_log() {
         one(&cluster, "b", 3).await;
         for id in cluster.ids() {
             let record = cluster.machine(id).applied().clone();
-            assert_eq!(record[..expected.len()], expected[..], "seed {seed}: node {id}");
+            assert_eq!(
+                record[..expected.len()],
+                expected[..],
+                "seed {seed}: node {id}"
+            );
         }
         cluster.assert_invariants();
         cluster.shutdown().await;
@@ -108,7 +118,9 @@ fn crashes_during_snapshot_creation_and_installation_keep_state_whole() {
             for n in 0..6 {
                 let leader = cluster.leader();
                 if let Some(node) = leader.and_then(|id| cluster.node(id)).cloned() {
-                    tokio::spawn(async move { node.propose(Bytes::from(format!("r{round}-{n}"))).await });
+                    tokio::spawn(async move {
+                        node.propose(Bytes::from(format!("r{round}-{n}"))).await
+                    });
                 }
                 sleep(Duration::from_millis(cluster.network().random(1, 15))).await;
             }
@@ -124,7 +136,11 @@ fn crashes_during_snapshot_creation_and_installation_keep_state_whole() {
         one(&cluster, "end", 3).await;
         let reference = cluster.machine(1).applied().clone();
         for id in cluster.ids() {
-            assert_eq!(*cluster.machine(id).applied(), reference, "seed {seed}: node {id}");
+            assert_eq!(
+                *cluster.machine(id).applied(),
+                reference,
+                "seed {seed}: node {id}"
+            );
         }
         cluster.assert_invariants();
         cluster.shutdown().await;
