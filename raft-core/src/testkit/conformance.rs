@@ -5,7 +5,7 @@
 //! A backend describes how to make and reopen its storage with a
 //! [`StorageHarness`]; the suite then drives it through the trait only. Each
 //! case is a public `async fn` named after the behaviour it proves, and
-//! panics with a message that starts with `storage conformance case `<name>``
+//! panics with a message that starts with ``storage conformance case `NAME` ``
 //! when the storage breaks the contract. [`run_all`] runs every case in turn;
 //! the [`storage_conformance_tests!`](crate::storage_conformance_tests) macro
 //! writes one `#[tokio::test]` per case, so every backend runs the same tests
