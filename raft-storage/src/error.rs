@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// Why opening, reading or writing a [`crate::RocksStorage`] failed. Every
 /// variant names the data directory, so that a log line says which one.
 ///
-/// The open-time variants (`Missing` to `FormatVersion`) leave the
+/// The open-time variants (`Missing` to `InvalidOptions`) leave the
 /// directory exactly as it was: the storage refuses to start rather than
 /// create, repair or overwrite anything it does not recognise.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,14 @@ pub enum Error {
         found: u32,
         /// The version this build reads and writes.
         expected: u32,
+    },
+    /// The [`crate::OpenOptions`] cannot work; nothing was opened.
+    #[error("invalid options for data directory {}: {detail}", path.display())]
+    InvalidOptions {
+        /// The data directory.
+        path: PathBuf,
+        /// Which option is wrong and why.
+        detail: String,
     },
     /// A file-system call failed.
     #[error("could not {operation} {}: {source}", path.display())]

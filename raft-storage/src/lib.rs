@@ -61,5 +61,7 @@ mod store;
 
 pub use error::Error;
 pub use layout::FORMAT_VERSION;
-pub use options::OpenOptions;
+pub use options::{
+    OpenOptions, MEMTABLE_BYTES_MAX_DEFAULT, MEMTABLE_BYTES_MAX_MIN, WAL_BYTES_MAX_DEFAULT,
+};
 pub use rocks_storage::RocksStorage;

@@ -11,6 +11,13 @@ use crate::error::Error;
 use crate::layout::{ENTRIES_CF, FORMAT_VERSION, FORMAT_VERSION_KEY, META_CF};
 use crate::options::OpenOptions;
 
+/// Size at which RocksDB starts a new diagnostic log file (`LOG`).
+const INFO_LOG_FILE_BYTES_MAX: usize = 1 << 20;
+/// Old diagnostic log files kept beside the current one.
+const INFO_LOG_FILES_KEPT: usize = 4;
+/// Size at which RocksDB starts a new MANIFEST.
+const MANIFEST_FILE_BYTES_MAX: usize = 1 << 20;
+
 /// The file every RocksDB database has; its absence means "not a database".
 const ROCKSDB_CURRENT_FILE: &str = "CURRENT";
 
@@ -18,11 +25,17 @@ const ROCKSDB_CURRENT_FILE: &str = "CURRENT";
 /// and of our format version, creating it first when `options` allow.
 pub(crate) fn open_database(path: &Path, options: &OpenOptions) -> Result<DB, Error> {
     let path_buf = path.to_path_buf();
+    if let Err(detail) = options.check() {
+        return Err(Error::InvalidOptions {
+            path: path_buf,
+            detail,
+        });
+    }
     match fs::metadata(path) {
         Ok(metadata) if !metadata.is_dir() => Err(Error::NotADirectory { path: path_buf }),
         Ok(_) => {
             if path.join(ROCKSDB_CURRENT_FILE).exists() {
-                return open_existing(path);
+                return open_existing(path, options);
             }
             if !is_empty_dir(path)? {
                 return Err(Error::Foreign {
@@ -38,8 +51,8 @@ pub(crate) fn open_database(path: &Path, options: &OpenOptions) -> Result<DB, Er
                     reason: "the directory is empty and create_if_missing is off",
                 });
             }
-            create(path)?;
-            open_existing(path)
+            create(path, options)?;
+            open_existing(path, options)
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             if !options.creates_if_missing() {
@@ -55,8 +68,8 @@ pub(crate) fn open_database(path: &Path, options: &OpenOptions) -> Result<DB, Er
                     reason: "its parent directory does not exist",
                 });
             }
-            create(path)?;
-            open_existing(path)
+            create(path, options)?;
+            open_existing(path, options)
         }
         Err(error) => {
             // ENOTDIR (an ancestor is a regular file) has a stable
@@ -72,9 +85,9 @@ pub(crate) fn open_database(path: &Path, options: &OpenOptions) -> Result<DB, Er
 /// Opens a database that exists: refuses it unless its column families and
 /// format version are ours, checking in read-only mode first so that a
 /// refused directory is never written to.
-fn open_existing(path: &Path) -> Result<DB, Error> {
+fn open_existing(path: &Path, open_options: &OpenOptions) -> Result<DB, Error> {
     let path_buf = path.to_path_buf();
-    let options = db_options(false);
+    let options = db_options(false, open_options);
 
     // Listing the column families only reads the MANIFEST.
     let mut column_families = DB::list_cf(&options, path)
@@ -88,12 +101,13 @@ fn open_existing(path: &Path) -> Result<DB, Error> {
             ),
         });
     }
-    let read_only = DB::open_cf_descriptors_read_only(&options, path, descriptors(), false)
-        .map_err(|error| Error::from_rocks_open(path_buf.clone(), error))?;
+    let read_only =
+        DB::open_cf_descriptors_read_only(&options, path, descriptors(open_options), false)
+            .map_err(|error| Error::from_rocks_open(path_buf.clone(), error))?;
     check_format_version(path, &read_only)?;
     drop(read_only);
 
-    let db = DB::open_cf_descriptors(&options, path, descriptors())
+    let db = DB::open_cf_descriptors(&options, path, descriptors(open_options))
         .map_err(|error| Error::from_rocks_open(path_buf, error))?;
     tracing::debug!(path = %path.display(), "opened log storage");
     Ok(db)
@@ -128,7 +142,7 @@ fn check_format_version(path: &Path, db: &DB) -> Result<(), Error> {
 /// so that a crash at any moment leaves either no storage or a complete one:
 /// the database is built in a staging directory beside it, synced, and
 /// renamed into place; the rename is atomic and replaces an empty directory.
-fn create(path: &Path) -> Result<(), Error> {
+fn create(path: &Path, open_options: &OpenOptions) -> Result<(), Error> {
     let path_buf = path.to_path_buf();
     let parent = parent_of(path);
     let Some(name) = path.file_name() else {
@@ -150,9 +164,9 @@ fn create(path: &Path) -> Result<(), Error> {
         .map_err(|error| create_error(&path_buf, &staging, "create directory", error))?;
 
     {
-        let mut options = db_options(true);
+        let mut options = db_options(true, open_options);
         options.create_missing_column_families(true);
-        let db = DB::open_cf_descriptors(&options, &staging, descriptors())
+        let db = DB::open_cf_descriptors(&options, &staging, descriptors(open_options))
             .map_err(|error| Error::from_rocks_open(staging.clone(), error))?;
         let mut batch = WriteBatch::default();
         batch.put(FORMAT_VERSION_KEY, FORMAT_VERSION.to_be_bytes());
@@ -177,22 +191,42 @@ fn create(path: &Path) -> Result<(), Error> {
 }
 
 /// The column families the storage opens, in a fixed order.
-fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+fn descriptors(open_options: &OpenOptions) -> Vec<ColumnFamilyDescriptor> {
     vec![
-        ColumnFamilyDescriptor::new(META_CF, Options::default()),
-        ColumnFamilyDescriptor::new(ENTRIES_CF, Options::default()),
+        ColumnFamilyDescriptor::new(META_CF, cf_options(open_options)),
+        ColumnFamilyDescriptor::new(ENTRIES_CF, cf_options(open_options)),
     ]
 }
 
-fn db_options(create_if_missing: bool) -> Options {
+/// Options of each column family.
+fn cf_options(open_options: &OpenOptions) -> Options {
     let mut options = Options::default();
+    // RocksDB's default (64 MiB) would keep some 64 MiB of log in memory
+    // and in the WAL before anything reaches a table file, whatever the
+    // snapshot threshold.
+    options.set_write_buffer_size(open_options.memtable_bytes());
+    options
+}
+
+fn db_options(create_if_missing: bool, open_options: &OpenOptions) -> Options {
+    let mut options = cf_options(open_options);
     options.create_if_missing(create_if_missing);
     options.create_missing_column_families(false);
     // Every write is synced, so a torn record can only be the unsynced tail
     // of the WAL: replay up to it and stop, which loses nothing acknowledged.
     options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
     options.set_paranoid_checks(true);
-    options.set_keep_log_file_num(4);
+    // A WAL file can be deleted only once every column family has flushed
+    // what it holds. The metadata family takes a small hard state per
+    // write and would pin every WAL file until its own memtable fills; the
+    // default cap is four times the memtables' total, 64 MiB each.
+    options.set_max_total_wal_size(open_options.wal_bytes());
+    // RocksDB's own diagnostic log: rolled at a size, a few files kept.
+    options.set_max_log_file_size(INFO_LOG_FILE_BYTES_MAX);
+    options.set_keep_log_file_num(INFO_LOG_FILES_KEPT);
+    // The MANIFEST gains a record per flush and compaction; RocksDB starts
+    // a new one past this size (the default is 1 GiB).
+    options.set_max_manifest_file_size(MANIFEST_FILE_BYTES_MAX);
     options
 }
 

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use raft_core::{Entry, HardState, LogIndex, LogWrite, Snapshot, SnapshotMeta, StoredState};
-use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamily, Direction, FlushOptions, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB,
+};
 
 use crate::error::Error;
 use crate::layout::{
     decode_entry_key, decode_record, encode_raw_record, encode_record, entry_key, open_record,
-    ENTRIES_CF, HARD_STATE_KEY, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY,
+    ENTRIES_CF, HARD_STATE_KEY, META_CF, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY,
 };
 use crate::open::open_database;
 use crate::options::OpenOptions;
@@ -163,6 +165,7 @@ impl Store {
 
         self.first_index = meta.last_index.saturating_add(1);
         self.last_index = last_index_after;
+        self.start_flush();
         tracing::debug!(
             snapshot_index = meta.last_index,
             snapshot_term = meta.last_term,
@@ -317,6 +320,36 @@ impl Store {
         Ok(())
     }
 
+    /// Asks RocksDB to write both memtables out to table files, in the
+    /// background, and returns at once.
+    ///
+    /// Called after a snapshot install, which left most of what the WAL and
+    /// the entries memtable hold dead. A flush writes only what is live
+    /// (the log after the snapshot, the latest metadata): a range deletion
+    /// drops the keys it covers in the same memtable as it is flushed. Once
+    /// both column families are flushed, every older WAL file is deleted.
+    /// So the WAL holds about one snapshot interval of log, rather than up
+    /// to [`crate::OpenOptions::wal_bytes_max`].
+    ///
+    /// Durability does not depend on it: everything is in the synced WAL
+    /// already. A failed request is logged and otherwise ignored; a disk
+    /// that really failed makes the next write fail.
+    fn start_flush(&self) {
+        let mut flush_options = FlushOptions::default();
+        flush_options.set_wait(false);
+        let column_families = [(ENTRIES_CF, self.entries_cf()), (META_CF, self.meta_cf())];
+        for (name, column_family) in column_families {
+            let requested = column_family.and_then(|column_family| {
+                self.db
+                    .flush_cf_opt(column_family, &flush_options)
+                    .map_err(|source| self.rocks("flush memtable", source))
+            });
+            if let Err(error) = requested {
+                tracing::warn!(column_family = name, %error, "could not start a flush");
+            }
+        }
+    }
+
     /// Writes `batch` and syncs the WAL before returning.
     fn commit(&mut self, batch: WriteBatch, operation: &'static str) -> Result<(), Error> {
         let mut write_options = WriteOptions::default();
@@ -342,6 +375,12 @@ impl Store {
         self.db
             .cf_handle(ENTRIES_CF)
             .ok_or_else(|| self.corrupted(format!("column family {ENTRIES_CF:?} is not open")))
+    }
+
+    fn meta_cf(&self) -> Result<&ColumnFamily, Error> {
+        self.db
+            .cf_handle(META_CF)
+            .ok_or_else(|| self.corrupted(format!("column family {META_CF:?} is not open")))
     }
 
     fn rocks(&self, operation: &'static str, source: rocksdb::Error) -> Error {

@@ -7,11 +7,17 @@
 //!   durable must be there after each kill, whole.
 //! - `open_errors`: directories that must be refused, untouched.
 //! - `corruption`: damaged records give errors that name them.
+//! - `space`: a cluster of real nodes on RocksDB writes for a while; the
+//!   log and the data directory stay under bounds set by the snapshot
+//!   threshold (`cluster` and `slot_machine` are its harness).
 
 mod child;
+mod cluster;
 mod conformance;
 mod corruption;
 mod crash;
 mod model;
 mod open_errors;
+mod slot_machine;
+mod space;
 mod support;

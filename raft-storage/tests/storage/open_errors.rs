@@ -328,3 +328,27 @@ fn open_as_nobody(executable: &Path, path: &Path) -> String {
         )
     })
 }
+
+#[test]
+fn memtable_or_wal_sizes_that_cannot_work_are_refused_before_touching_the_directory() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let path = root.path().join("store");
+    let small_memtable = create().memtable_bytes_max(raft_storage::MEMTABLE_BYTES_MAX_MIN - 1);
+    let wal_below_two_memtables = create()
+        .memtable_bytes_max(1 << 20)
+        .wal_bytes_max((2 << 20) - 1);
+
+    for options in [small_memtable, wal_below_two_memtables] {
+        let error = RocksStorage::open(&path, options).expect_err("opened with bad options");
+        assert!(matches!(error, Error::InvalidOptions { .. }), "{error:?}");
+        assert_names(&error, &path);
+        assert!(!path.exists(), "the directory was created");
+    }
+
+    // The smallest sizes that can work open, and a reopen may change them.
+    let smallest = create()
+        .memtable_bytes_max(raft_storage::MEMTABLE_BYTES_MAX_MIN)
+        .wal_bytes_max(2 * raft_storage::MEMTABLE_BYTES_MAX_MIN as u64);
+    drop(RocksStorage::open(&path, smallest).expect("open with the smallest sizes"));
+    RocksStorage::open(&path, OpenOptions::new()).expect("reopen with the default sizes");
+}
