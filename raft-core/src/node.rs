@@ -316,12 +316,12 @@ where
         loop {
             let mut proposals = Vec::new();
             let mut shutdown = false;
+            // The clock comes first: under a steady stream of requests the
+            // other branches are always ready, and a starved tick would
+            // mean no heartbeats. Peers' answers come before new requests.
             tokio::select! {
                 biased;
-                request = self.requests.recv() => match request {
-                    Some(request) => shutdown |= self.handle_request(request, &mut proposals),
-                    None => shutdown = true,
-                },
+                _ = ticker.tick() => self.tick(),
                 Some(event) = self.events.recv() => {
                     if let Err(error) = self.handle_event(event).await {
                         self.stop_fatally(error);
@@ -329,7 +329,10 @@ where
                     }
                 }
                 Some(message) = self.inbox.recv() => self.raft.step(message),
-                _ = ticker.tick() => self.tick(),
+                request = self.requests.recv() => match request {
+                    Some(request) => shutdown |= self.handle_request(request, &mut proposals),
+                    None => shutdown = true,
+                },
             }
             // Take everything else that is already waiting: one turn, one
             // batch, one storage write.

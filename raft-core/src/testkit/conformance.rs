@@ -11,7 +11,7 @@
 //! writes one `#[tokio::test]` per case, so every backend runs the same tests
 //! under the same names.
 //!
-//! ```ignore
+//! ```text
 //! use raft_core::testkit::conformance::StorageHarness;
 //! use raft_core::testkit::MemStorage;
 //! use raft_core::StorageError;
