@@ -3,6 +3,13 @@
 //! the directory holds exactly the writes the child reported durable, plus
 //! at most the one call in flight, whole or not at all.
 //!
+//! One kill in three waits for the child to begin a snapshot install and
+//! lands during it or just after it (while RocksDB flushes in the
+//! background). After every kill the stored snapshot must be the previous
+//! one or the one in flight, whole: its data names its own position and
+//! carries a checksum, and the position must be the metadata's. The
+//! entries, read straight from RocksDB, must all lie after it, contiguous.
+//!
 //! `RAFT_STORAGE_CRASH_SEED` replays a run; `RAFT_STORAGE_CRASH_KILLS` sets
 //! the number of kills (60 by default).
 
@@ -13,12 +20,13 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use raft_core::LogStorage;
+use raft_core::{LogIndex, LogStorage, SnapshotMeta};
 use raft_storage::{Error, OpenOptions, RocksStorage};
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, DB};
 
 use crate::child::{child_command, LINE_PREFIX};
 use crate::model::{Model, Op};
-use crate::support::{expected_snapshot, Rng};
+use crate::support::{expected_snapshot, snapshot_position, Rng};
 
 const KILLS_DEFAULT: u64 = 60;
 
@@ -76,6 +84,27 @@ fn read_until_done(
     true
 }
 
+/// Reads the child's lines until it has reported `dones_wanted` completed
+/// calls and then begun a snapshot install.
+fn read_until_snapshot_begins(
+    lines: &mut BufReader<ChildStdout>,
+    report: &mut Report,
+    dones_wanted: usize,
+) -> bool {
+    let mut line = String::new();
+    loop {
+        let snapshot_in_flight = matches!(report.in_flight, Some(Op::Snapshot { .. }));
+        if report.done.len() >= dones_wanted && snapshot_in_flight {
+            return true;
+        }
+        line.clear();
+        match lines.read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => report.take_line(line.trim_end()),
+        }
+    }
+}
+
 /// Kills `child` (SIGKILL), reaps it, and reads what it printed before.
 fn kill_and_drain(mut child: Child, mut lines: BufReader<ChildStdout>, report: &mut Report) {
     child.kill().expect("kill child");
@@ -93,7 +122,8 @@ fn kill_and_drain(mut child: Child, mut lines: BufReader<ChildStdout>, report: &
 }
 
 /// Checks that `path` holds `model`, or `model` with `in_flight` applied,
-/// and returns the one it holds.
+/// and returns the one it holds. The snapshot and the raw entries are
+/// checked first, on their own, so that a mix is named as such.
 async fn check_directory(path: &Path, model: Model, in_flight: Option<Op>, context: &str) -> Model {
     if !path.exists() {
         // Killed before the storage was created: nothing was acknowledged.
@@ -106,6 +136,15 @@ async fn check_directory(path: &Path, model: Model, in_flight: Option<Op>, conte
         .load()
         .await
         .unwrap_or_else(|error| panic!("{context}: load failed: {error}"));
+    let snapshot = storage
+        .snapshot()
+        .await
+        .unwrap_or_else(|error| panic!("{context}: reading the snapshot failed: {error}"));
+    drop(storage);
+    check_snapshot_whole(snapshot.as_ref(), model.snapshot(), in_flight, context);
+    let snapshot_index = snapshot.map_or(0, |snapshot| snapshot.meta.last_index);
+    let loaded_indexes: Vec<LogIndex> = loaded.entries.iter().map(|entry| entry.index).collect();
+    check_raw_entries(path, snapshot_index, &loaded_indexes, context);
 
     let mut after = model.clone();
     if let Some(op) = in_flight {
@@ -127,16 +166,98 @@ async fn check_directory(path: &Path, model: Model, in_flight: Option<Op>, conte
             model,
         )
     };
-
-    let snapshot = storage
-        .snapshot()
-        .await
-        .unwrap_or_else(|error| panic!("{context}: reading the snapshot failed: {error}"));
-    let expected = loaded
-        .snapshot
-        .map(|meta| expected_snapshot(meta.last_index, meta.last_term));
-    assert_eq!(snapshot, expected, "{context}: snapshot data");
     found
+}
+
+fn meta(last_index: LogIndex, last_term: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        last_index,
+        last_term,
+    }
+}
+
+/// The stored snapshot is the one acknowledged before the kill or the one
+/// whose install was in flight, never a mix: its data is whole (length and
+/// checksum), names the position its metadata names, and is byte for byte
+/// the snapshot installed at that position.
+fn check_snapshot_whole(
+    stored: Option<&raft_core::Snapshot>,
+    acknowledged: Option<SnapshotMeta>,
+    in_flight: Option<Op>,
+    context: &str,
+) {
+    let in_flight = match in_flight {
+        Some(Op::Snapshot { index, term }) => Some(meta(index, term)),
+        _ => None,
+    };
+    let Some(stored) = stored else {
+        assert!(
+            acknowledged.is_none(),
+            "{context}: the acknowledged snapshot {acknowledged:?} is gone"
+        );
+        return;
+    };
+    let position = snapshot_position(&stored.data).unwrap_or_else(|detail| {
+        panic!(
+            "{context}: snapshot data under {:?} is not whole: {detail}",
+            stored.meta
+        )
+    });
+    assert_eq!(
+        position, stored.meta,
+        "{context}: snapshot data of one position under the metadata of another"
+    );
+    assert!(
+        Some(stored.meta) == acknowledged || Some(stored.meta) == in_flight,
+        "{context}: stored snapshot {:?} is neither the acknowledged one {acknowledged:?} \
+         nor the one in flight {in_flight:?}",
+        stored.meta
+    );
+    let expected = expected_snapshot(stored.meta.last_index, stored.meta.last_term);
+    assert!(
+        *stored == expected,
+        "{context}: snapshot data differs from what was installed"
+    );
+}
+
+/// Reads the entry keys straight from RocksDB (the storage hides anything
+/// at or below the snapshot) and checks that they all lie after the
+/// snapshot, contiguous, and are the entries the storage loaded.
+fn check_raw_entries(path: &Path, snapshot_index: LogIndex, loaded: &[LogIndex], context: &str) {
+    let families =
+        ["default", "entries"].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = DB::open_cf_descriptors_read_only(&Options::default(), path, families, false)
+        .unwrap_or_else(|error| panic!("{context}: raw open failed: {error}"));
+    let entries = db.cf_handle("entries").expect("entries family");
+    let mut raw = Vec::new();
+    for item in db.iterator_cf(entries, IteratorMode::Start) {
+        let (key, _) = item.unwrap_or_else(|error| panic!("{context}: raw read: {error}"));
+        let key: [u8; 8] = key.as_ref().try_into().expect("8-byte entry key");
+        raw.push(LogIndex::from_be_bytes(key));
+    }
+    if let Some(&first) = raw.first() {
+        assert!(
+            first > snapshot_index,
+            "{context}: entry {first} is stored at or below the snapshot at {snapshot_index}"
+        );
+        assert_eq!(
+            first,
+            snapshot_index + 1,
+            "{context}: the log after the snapshot at {snapshot_index} starts at {first}"
+        );
+    }
+    for pair in raw.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "{context}: the log has a gap after {}",
+            pair[0]
+        );
+    }
+    assert_eq!(
+        raw, loaded,
+        "{context}: raw entries differ from the loaded ones"
+    );
 }
 
 #[tokio::test]
@@ -156,6 +277,7 @@ async fn every_reported_write_survives_sigkill_and_none_is_torn() {
     let started = Instant::now();
     let mut model = Model::default();
     let (mut kills_in_flight, mut in_flight_landed, mut calls_done) = (0, 0, 0);
+    let (mut kills_in_snapshot, mut snapshots_landed) = (0, 0);
 
     for kill in 0..kills {
         let context = format!("seed {seed}, kill {kill}");
@@ -168,11 +290,17 @@ async fn every_reported_write_survives_sigkill_and_none_is_torn() {
             .expect("spawn child");
         let mut lines = BufReader::new(child.stdout.take().expect("child stdout"));
 
-        // Kill during start-up now and then, otherwise after some calls and
-        // a random pause that lands inside or between calls.
+        // Kill during start-up now and then; one time in three once a
+        // snapshot install has begun; otherwise after some calls and a
+        // random pause that lands inside or between calls.
         let mut report = Report::default();
         let dones_wanted = rng.range(0, 30) as usize;
-        let alive = read_until_done(&mut lines, &mut report, dones_wanted);
+        let aim_at_snapshot = dones_wanted > 0 && rng.percent(33);
+        let alive = if aim_at_snapshot {
+            read_until_snapshot_begins(&mut lines, &mut report, dones_wanted)
+        } else {
+            read_until_done(&mut lines, &mut report, dones_wanted)
+        };
         if !alive {
             let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             panic!("{context}: child stopped on its own:\n{stderr}");
@@ -189,19 +317,23 @@ async fn every_reported_write_survives_sigkill_and_none_is_torn() {
         for op in &report.done {
             model.apply(*op);
         }
+        let in_snapshot = matches!(report.in_flight, Some(Op::Snapshot { .. }));
         if report.in_flight.is_some() {
             kills_in_flight += 1;
         }
+        kills_in_snapshot += u64::from(in_snapshot);
         let before = model.clone();
         model = check_directory(&path, model, report.in_flight, &context).await;
         if model != before {
             in_flight_landed += 1;
+            snapshots_landed += u64::from(in_snapshot);
         }
     }
 
     eprintln!(
         "crash test: {kills} kills in {:.1} s, {calls_done} calls acknowledged, \
          {kills_in_flight} kills during a call ({in_flight_landed} of those calls landed), \
+         {kills_in_snapshot} during a snapshot install ({snapshots_landed} landed), \
          log now {}..={}",
         started.elapsed().as_secs_f64(),
         model.first_index(),
@@ -214,6 +346,10 @@ async fn every_reported_write_survives_sigkill_and_none_is_torn() {
     assert!(
         kills_in_flight > 0,
         "seed {seed}: no kill landed during a call"
+    );
+    assert!(
+        kills < 10 || kills_in_snapshot > 0,
+        "seed {seed}: no kill landed during a snapshot install"
     );
 }
 

@@ -3,8 +3,10 @@
 //!
 //! - `conformance`: raft-core's storage conformance suite, the same cases
 //!   the in-memory storage passes.
-//! - `crash`: a child process appends under SIGKILL; every write it reported
-//!   durable must be there after each kill, whole.
+//! - `crash`: a child process appends and installs snapshots under
+//!   SIGKILL; every write it reported durable must be there after each
+//!   kill, whole, and the snapshot must be the previous or the next one,
+//!   never a mix.
 //! - `open_errors`: directories that must be refused, untouched.
 //! - `corruption`: damaged records give errors that name them.
 //! - `space`: a cluster of real nodes on RocksDB writes for a while; the

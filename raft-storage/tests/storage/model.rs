@@ -100,6 +100,11 @@ impl Model {
         model
     }
 
+    /// The position of the latest snapshot, if any.
+    pub fn snapshot(&self) -> Option<SnapshotMeta> {
+        self.snapshot
+    }
+
     pub fn first_index(&self) -> LogIndex {
         self.snapshot.map_or(1, |meta| meta.last_index + 1)
     }
