@@ -71,12 +71,22 @@ fn run_server(arguments: &[String]) -> Output {
 fn unknown_key_in_the_config_file_names_file_line_and_column() {
     let dir = temp_dir();
     let config = dir.path().join("node.toml");
-    fs::write(&config, "id = 1\nlisten = \"127.0.0.1:7001\"\n\n[raft]\ntick_ms = 10\n").unwrap();
+    fs::write(
+        &config,
+        "id = 1\nlisten = \"127.0.0.1:7001\"\n\n[raft]\ntick_ms = 10\n",
+    )
+    .unwrap();
 
-    let refused = refusal(run_server(&["--config".into(), config.display().to_string()]));
+    let refused = refusal(run_server(&[
+        "--config".into(),
+        config.display().to_string(),
+    ]));
 
     assert_eq!(refused.status, 2);
-    let expected = format!("config file {}, line 5, column 1: unknown field `tick_ms`", config.display());
+    let expected = format!(
+        "config file {}, line 5, column 1: unknown field `tick_ms`",
+        config.display()
+    );
     assert!(refused.line.contains(&expected), "{}", refused.line);
 }
 
@@ -89,7 +99,9 @@ fn a_setting_that_cannot_work_names_its_flag() {
 
     assert_eq!(refused.status, 2);
     assert!(
-        refused.line.contains("invalid election ticks min (--election-ticks-min)"),
+        refused
+            .line
+            .contains("invalid election ticks min (--election-ticks-min)"),
         "{}",
         refused.line
     );
@@ -118,12 +130,17 @@ fn port_in_use_names_the_address_and_creates_no_data_directory() {
 
     assert_eq!(refused.status, 1);
     assert!(
-        refused.line.contains(&format!("cannot bind quic endpoint to {address}"))
+        refused
+            .line
+            .contains(&format!("cannot bind quic endpoint to {address}"))
             && refused.line.contains("in use"),
         "{}",
         refused.line
     );
-    assert!(!dir.path().join("data").exists(), "the data directory must not be created");
+    assert!(
+        !dir.path().join("data").exists(),
+        "the data directory must not be created"
+    );
 }
 
 #[test]
@@ -188,8 +205,10 @@ fn missing_data_directory_without_the_create_flag_says_how_to_create_it() {
     assert_eq!(refused.status, 1);
     let data_dir = dir.path().join("data");
     assert!(
-        refused.line.contains(&format!("data directory {} does not exist", data_dir.display()))
-            && refused.line.contains("pass --create-data-dir"),
+        refused.line.contains(&format!(
+            "data directory {} does not exist",
+            data_dir.display()
+        )) && refused.line.contains("pass --create-data-dir"),
         "{}",
         refused.line
     );
@@ -206,7 +225,9 @@ fn missing_key_file_is_named() {
 
     assert_eq!(refused.status, 1);
     assert!(
-        refused.line.contains(&format!("tls: cannot read {}", key.display())),
+        refused
+            .line
+            .contains(&format!("tls: cannot read {}", key.display())),
         "{}",
         refused.line
     );
@@ -217,8 +238,16 @@ fn certificate_of_another_node_is_refused() {
     let dir = temp_dir();
     let certs = dir.path().join("certs");
     let arguments = valid_start(dir.path());
-    let arguments = with(arguments, "--tls-cert", &certs.join("node-2.pem").display().to_string());
-    let arguments = with(arguments, "--tls-key", &certs.join("node-2.key.pem").display().to_string());
+    let arguments = with(
+        arguments,
+        "--tls-cert",
+        &certs.join("node-2.pem").display().to_string(),
+    );
+    let arguments = with(
+        arguments,
+        "--tls-key",
+        &certs.join("node-2.key.pem").display().to_string(),
+    );
 
     let refused = refusal(run_server(&arguments));
 
@@ -236,12 +265,23 @@ fn certificate_from_another_ca_is_refused() {
     let arguments = valid_start(dir.path());
     let other = dir.path().join("other-ca");
     make_certificates(&other, &[1]);
-    let arguments = with(arguments, "--tls-cert", &other.join("node-1.pem").display().to_string());
-    let arguments = with(arguments, "--tls-key", &other.join("node-1.key.pem").display().to_string());
+    let arguments = with(
+        arguments,
+        "--tls-cert",
+        &other.join("node-1.pem").display().to_string(),
+    );
+    let arguments = with(
+        arguments,
+        "--tls-key",
+        &other.join("node-1.key.pem").display().to_string(),
+    );
 
     let refused = refusal(run_server(&arguments));
 
     assert_eq!(refused.status, 1);
-    let expected = format!("tls: certificate {} rejected", other.join("node-1.pem").display());
+    let expected = format!(
+        "tls: certificate {} rejected",
+        other.join("node-1.pem").display()
+    );
     assert!(refused.line.contains(&expected), "{}", refused.line);
 }

@@ -72,7 +72,12 @@ pub struct Cli {
 
     /// The other nodes, as ID=HOST:PORT, comma-separated or repeated;
     /// replaces the file's [peers] table [key: peers].
-    #[arg(long = "peers", alias = "peer", value_name = "ID=HOST:PORT", value_delimiter = ',')]
+    #[arg(
+        long = "peers",
+        alias = "peer",
+        value_name = "ID=HOST:PORT",
+        value_delimiter = ','
+    )]
     pub peers: Vec<String>,
 
     /// Directory of this node's Raft log (RocksDB) [key: data_dir].
@@ -393,7 +398,9 @@ fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
 fn election_seed(id: NodeId) -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.subsec_nanos() as u64 ^ elapsed.as_secs());
+        .map_or(0, |elapsed| {
+            elapsed.subsec_nanos() as u64 ^ elapsed.as_secs()
+        });
     id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos
 }
 
@@ -457,7 +464,11 @@ impl Settings {
             key: "data_dir",
         })?;
         if data_dir.value.as_os_str().is_empty() {
-            return Err(invalid("data directory", &data_dir.origin, "the path is empty"));
+            return Err(invalid(
+                "data directory",
+                &data_dir.origin,
+                "the path is empty",
+            ));
         }
 
         let tls = Settings::resolve_tls(cli, file.tls, file_path, &file_dir, id_value)?;
@@ -512,7 +523,8 @@ impl Settings {
 
         let mut peers = BTreeMap::new();
         for (peer_id, address, origin) in entries {
-            let peer_id = parse_node_id(&peer_id).map_err(|reason| invalid("peer", &origin, reason))?;
+            let peer_id =
+                parse_node_id(&peer_id).map_err(|reason| invalid("peer", &origin, reason))?;
             if peer_id == id {
                 return Err(invalid(
                     "peer",
@@ -523,7 +535,11 @@ impl Settings {
             let address = parse_address(address.trim())
                 .map_err(|reason| invalid(format!("address of peer {peer_id}"), &origin, reason))?;
             if peers.insert(peer_id, address).is_some() {
-                return Err(invalid("peer", &origin, format!("node {peer_id} is listed twice")));
+                return Err(invalid(
+                    "peer",
+                    &origin,
+                    format!("node {peer_id} is listed twice"),
+                ));
             }
         }
         Ok(peers)
@@ -553,18 +569,24 @@ impl Settings {
                            key: &'static str,
                            from_dir: Option<PathBuf>|
          -> Result<PathBuf, ConfigError> {
-            pick(flag_value.clone(), flag, from_file(file_value), key, file_path)
-                .map(|sourced| sourced.value)
-                .or(from_dir)
-                .ok_or(ConfigError::Missing {
-                    what: match key {
-                        "tls.ca" => "the CA certificate",
-                        "tls.cert" => "the node certificate",
-                        _ => "the node key",
-                    },
-                    flag,
-                    key,
-                })
+            pick(
+                flag_value.clone(),
+                flag,
+                from_file(file_value),
+                key,
+                file_path,
+            )
+            .map(|sourced| sourced.value)
+            .or(from_dir)
+            .ok_or(ConfigError::Missing {
+                what: match key {
+                    "tls.ca" => "the CA certificate",
+                    "tls.cert" => "the node certificate",
+                    _ => "the node key",
+                },
+                flag,
+                key,
+            })
         };
         Ok(TlsFiles {
             ca_cert: file_or_dir(
@@ -645,7 +667,11 @@ impl Settings {
             return Err(invalid("tick interval", &tick.origin, "must be positive"));
         }
         if heartbeat.value == 0 {
-            return Err(invalid("heartbeat ticks", &heartbeat.origin, "must be positive"));
+            return Err(invalid(
+                "heartbeat ticks",
+                &heartbeat.origin,
+                "must be positive",
+            ));
         }
         if election_min.value <= heartbeat.value {
             return Err(invalid(
@@ -721,10 +747,18 @@ impl Settings {
             ));
         }
         if session_ttl.value == 0 {
-            return Err(invalid("session ttl", &session_ttl.origin, "must be positive"));
+            return Err(invalid(
+                "session ttl",
+                &session_ttl.origin,
+                "must be positive",
+            ));
         }
         if sessions_max.value == 0 {
-            return Err(invalid("sessions max", &sessions_max.origin, "must be positive"));
+            return Err(invalid(
+                "sessions max",
+                &sessions_max.origin,
+                "must be positive",
+            ));
         }
         let session = SessionConfig {
             session_ttl: Duration::from_secs(session_ttl.value),
@@ -823,7 +857,8 @@ mod tests {
         let text = FILE.replace("2 = ", "1 = ");
         let error = resolve(&[], &text).unwrap_err().to_string();
         assert!(
-            error.contains("`peers.1` in /etc/kv/node.toml") && error.contains("node 1 is this node"),
+            error.contains("`peers.1` in /etc/kv/node.toml")
+                && error.contains("node 1 is this node"),
             "{error}"
         );
     }
@@ -842,23 +877,33 @@ mod tests {
 
     #[test]
     fn addresses_without_port_or_unparsable_are_refused() {
-        let error = resolve(&["--listen", "127.0.0.1"], FILE).unwrap_err().to_string();
+        let error = resolve(&["--listen", "127.0.0.1"], FILE)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("has no port"), "{error}");
-        let error = resolve(&["--peers", "x=127.0.0.1:1"], FILE).unwrap_err().to_string();
+        let error = resolve(&["--peers", "x=127.0.0.1:1"], FILE)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("\"x\" is not a node id"), "{error}");
-        let error = resolve(&["--peers", "2:127.0.0.1:1"], FILE).unwrap_err().to_string();
+        let error = resolve(&["--peers", "2:127.0.0.1:1"], FILE)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("is not ID=HOST:PORT"), "{error}");
     }
 
     #[test]
     fn toml_errors_give_line_and_column_on_one_line() {
-        let directory = std::env::temp_dir().join(format!("kv-server-config-{}", std::process::id()));
+        let directory =
+            std::env::temp_dir().join(format!("kv-server-config-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
         let path = directory.join("bad.toml");
         std::fs::write(&path, "id = 1\nlisten = \"127.0.0.1:1\"\nheartbeat = 3\n").unwrap();
         let error = read_file(&path).unwrap_err().to_string();
         std::fs::remove_dir_all(&directory).unwrap();
-        assert!(error.contains(", line 3, column 1: unknown field `heartbeat`"), "{error}");
+        assert!(
+            error.contains(", line 3, column 1: unknown field `heartbeat`"),
+            "{error}"
+        );
         assert!(!error.contains('\n'), "{error}");
     }
 }

@@ -119,8 +119,12 @@ async fn serve(settings: Settings, credentials: TlsCredentials) -> Result<(), Fa
     let mut terminate = signal(SignalKind::terminate()).map_err(Failure::Runtime)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(Failure::Runtime)?;
 
-    let mut transport_config =
-        TransportConfig::new(settings.id, settings.listen, settings.peers.clone(), credentials);
+    let mut transport_config = TransportConfig::new(
+        settings.id,
+        settings.listen,
+        settings.peers.clone(),
+        credentials,
+    );
     transport_config.client_alpn = Some(CLIENT_ALPN.to_vec());
     let (inbox_sender, inbox) = raft_core::inbox(INBOX_CAPACITY);
     let transport = QuicTransport::start(transport_config, inbox_sender)
