@@ -28,14 +28,6 @@ pub fn server_program() -> PathBuf {
     }
 }
 
-/// The kv-cli program, found like [`server_program`].
-pub fn cli_program() -> PathBuf {
-    match std::env::var_os("KV_E2E_BIN_DIR") {
-        Some(dir) => Path::new(&dir).join("kv-cli"),
-        None => PathBuf::from(env!("CARGO_BIN_EXE_e2e-kv-cli")),
-    }
-}
-
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -297,31 +289,6 @@ impl TestCluster {
                 tail(&process.log, 30)
             )
         })
-    }
-
-    /// Runs kv-cli against the cluster with the client certificate, at
-    /// most 30 s.
-    pub fn cli(&self, arguments: &[&str]) -> Output {
-        let file = |name: String| self.certs.join(name).display().to_string();
-        self.cli_with_tls(
-            &file("ca.pem".into()),
-            &file(format!("client-{CLIENT_NAME}.pem")),
-            &file(format!("client-{CLIENT_NAME}.key.pem")),
-            arguments,
-        )
-    }
-
-    /// Runs kv-cli with the given CA, certificate and key files (through
-    /// the environment, as a user would set them).
-    pub fn cli_with_tls(&self, ca: &str, cert: &str, key: &str, arguments: &[&str]) -> Output {
-        let mut command = Command::new(cli_program());
-        command
-            .args(arguments)
-            .env("KV_ENDPOINTS", self.endpoints())
-            .env("KV_CA", ca)
-            .env("KV_CERT", cert)
-            .env("KV_KEY", key);
-        run_bounded(command, Duration::from_secs(30))
     }
 
     /// Panics with the tail of every log if a node has exited.
