@@ -62,6 +62,7 @@ mod store;
 pub use error::Error;
 pub use layout::FORMAT_VERSION;
 pub use options::{
-    OpenOptions, MEMTABLE_BYTES_MAX_DEFAULT, MEMTABLE_BYTES_MAX_MIN, WAL_BYTES_MAX_DEFAULT,
+    OpenOptions, FLUSH_AFTER_BYTES_MIN, MEMTABLE_BYTES_MAX_DEFAULT, MEMTABLE_BYTES_MAX_MIN,
+    WAL_BYTES_MAX_DEFAULT,
 };
 pub use rocks_storage::RocksStorage;

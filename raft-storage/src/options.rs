@@ -6,6 +6,14 @@ pub const MEMTABLE_BYTES_MAX_DEFAULT: usize = 8 << 20;
 pub const WAL_BYTES_MAX_DEFAULT: u64 = 32 << 20;
 /// The smallest memtable [`crate::RocksStorage::open`] accepts: 64 KiB.
 pub const MEMTABLE_BYTES_MAX_MIN: usize = 64 << 10;
+/// After installing a snapshot, the storage asks RocksDB to flush its
+/// memtables (in the background) once at least this much was written since
+/// it last asked: 256 KiB. The flush lets RocksDB delete the WAL files the
+/// snapshot made dead. Below this, with a tiny snapshot threshold, a flush
+/// per snapshot would write many tiny table files and outrun RocksDB's one
+/// flush thread; a snapshot interval at least this large flushes at every
+/// snapshot.
+pub const FLUSH_AFTER_BYTES_MIN: u64 = 256 << 10;
 
 /// Options for [`crate::RocksStorage::open`].
 ///

@@ -15,7 +15,7 @@ use crate::layout::{
     ENTRIES_CF, HARD_STATE_KEY, META_CF, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY,
 };
 use crate::open::open_database;
-use crate::options::OpenOptions;
+use crate::options::{OpenOptions, FLUSH_AFTER_BYTES_MIN};
 
 /// Bytes an entry's encoding needs beyond its payload, at most: the
 /// msgpack array and enum headers and two u64 (term, index).
@@ -37,6 +37,8 @@ pub(crate) struct Store {
     /// Set when a write failed: the disk may then differ from the fields
     /// above, so every later call is refused.
     failed: bool,
+    /// Bytes of write batches since the last flush was asked for.
+    written_since_flush_bytes: u64,
 }
 
 impl Store {
@@ -49,6 +51,7 @@ impl Store {
             first_index: 1,
             last_index: 0,
             failed: false,
+            written_since_flush_bytes: 0,
         };
         store.first_index = store
             .read_snapshot_meta()?
@@ -165,7 +168,9 @@ impl Store {
 
         self.first_index = meta.last_index.saturating_add(1);
         self.last_index = last_index_after;
-        self.start_flush();
+        if self.written_since_flush_bytes >= FLUSH_AFTER_BYTES_MIN && self.start_flush() {
+            self.written_since_flush_bytes = 0;
+        }
         tracing::debug!(
             snapshot_index = meta.last_index,
             snapshot_term = meta.last_term,
@@ -321,44 +326,69 @@ impl Store {
     }
 
     /// Asks RocksDB to write both memtables out to table files, in the
-    /// background, and returns at once.
+    /// background, and returns at once: true when both flushes were asked
+    /// for.
     ///
     /// Called after a snapshot install, which left most of what the WAL and
     /// the entries memtable hold dead. A flush writes only what is live
     /// (the log after the snapshot, the latest metadata): a range deletion
     /// drops the keys it covers in the same memtable as it is flushed. Once
     /// both column families are flushed, every older WAL file is deleted.
-    /// So the WAL holds about one snapshot interval of log, rather than up
-    /// to [`crate::OpenOptions::wal_bytes_max`].
+    /// So the WAL holds about one snapshot interval of log (or
+    /// [`crate::FLUSH_AFTER_BYTES_MIN`]), rather than up to
+    /// [`crate::OpenOptions::wal_bytes_max`].
     ///
-    /// Durability does not depend on it: everything is in the synced WAL
-    /// already. A failed request is logged and otherwise ignored; a disk
-    /// that really failed makes the next write fail.
-    fn start_flush(&self) {
+    /// A column family whose previous flush has not finished is skipped:
+    /// asking again would wait for it (RocksDB holds a flush back rather
+    /// than stall writes), and the next snapshot asks again.
+    ///
+    /// Durability does not depend on any of it: everything is in the
+    /// synced WAL already. A failed request is logged and otherwise
+    /// ignored; a disk that really failed makes the next write fail.
+    fn start_flush(&self) -> bool {
         let mut flush_options = FlushOptions::default();
         flush_options.set_wait(false);
-        let column_families = [(ENTRIES_CF, self.entries_cf()), (META_CF, self.meta_cf())];
-        for (name, column_family) in column_families {
-            let requested = column_family.and_then(|column_family| {
-                self.db
-                    .flush_cf_opt(column_family, &flush_options)
-                    .map_err(|source| self.rocks("flush memtable", source))
-            });
-            if let Err(error) = requested {
+        let mut all_asked = true;
+        for name in [ENTRIES_CF, META_CF] {
+            let Some(column_family) = self.db.cf_handle(name) else {
+                tracing::warn!(column_family = name, "column family is not open");
+                all_asked = false;
+                continue;
+            };
+            let pending = self
+                .db
+                .property_int_value_cf(column_family, "rocksdb.num-immutable-mem-table")
+                .unwrap_or(None)
+                .unwrap_or(0);
+            if pending > 0 {
+                tracing::trace!(
+                    column_family = name,
+                    pending,
+                    "previous flush still running"
+                );
+                all_asked = false;
+                continue;
+            }
+            if let Err(source) = self.db.flush_cf_opt(column_family, &flush_options) {
+                let error = self.rocks("flush memtable", source);
                 tracing::warn!(column_family = name, %error, "could not start a flush");
+                all_asked = false;
             }
         }
+        all_asked
     }
 
     /// Writes `batch` and syncs the WAL before returning.
     fn commit(&mut self, batch: WriteBatch, operation: &'static str) -> Result<(), Error> {
         let mut write_options = WriteOptions::default();
         write_options.set_sync(true);
+        let batch_bytes = batch.size_in_bytes() as u64;
         if let Err(source) = self.db.write_opt(batch, &write_options) {
             self.failed = true;
             tracing::error!(path = %self.path.display(), error = %source, "log write failed");
             return Err(self.rocks(operation, source));
         }
+        self.written_since_flush_bytes += batch_bytes;
         Ok(())
     }
 
@@ -375,12 +405,6 @@ impl Store {
         self.db
             .cf_handle(ENTRIES_CF)
             .ok_or_else(|| self.corrupted(format!("column family {ENTRIES_CF:?} is not open")))
-    }
-
-    fn meta_cf(&self) -> Result<&ColumnFamily, Error> {
-        self.db
-            .cf_handle(META_CF)
-            .ok_or_else(|| self.corrupted(format!("column family {META_CF:?} is not open")))
     }
 
     fn rocks(&self, operation: &'static str, source: rocksdb::Error) -> Error {

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use raft_core::{Config, EntryPayload, LogIndex, LogStorage, StateMachine};
-use raft_storage::{OpenOptions, RocksStorage, MEMTABLE_BYTES_MAX_DEFAULT};
+use raft_storage::{OpenOptions, RocksStorage, FLUSH_AFTER_BYTES_MIN, MEMTABLE_BYTES_MAX_DEFAULT};
 
 use crate::cluster::RocksCluster;
 use crate::slot_machine::{slot_command, SlotMachine, SLOTS};
@@ -226,11 +226,14 @@ async fn write_all(
     Ok(retries.load(Ordering::Relaxed))
 }
 
-fn writes_from_env() -> u64 {
-    std::env::var("RAFT_STORAGE_SPACE_ENTRIES").map_or(WRITES_DEFAULT, |writes| {
-        writes
-            .parse()
-            .expect("RAFT_STORAGE_SPACE_ENTRIES is a number")
+fn number_from_env(name: &str, default: u64) -> u64 {
+    std::env::var(name).map_or(default, |value| {
+        let number = value.parse().unwrap_or(0);
+        assert!(
+            number > 0,
+            "{name} must be a positive number, not {value:?}"
+        );
+        number
     })
 }
 
@@ -250,7 +253,7 @@ struct Bounds {
 /// The bounds, derived from the snapshot threshold `T`, the size of an
 /// entry and of a snapshot, and the storage's RocksDB settings; none of
 /// them depends on how many writes the run makes.
-fn bounds(snapshot_bytes: u64) -> Bounds {
+fn bounds(threshold: u64, snapshot_bytes: u64) -> Bounds {
     // Entries. A snapshot is due once T applied entries follow the last
     // one; it is taken on the apply task and saved one driver turn later.
     // Meanwhile the log also holds the entries applied past T in the turn
@@ -259,11 +262,12 @@ fn bounds(snapshot_bytes: u64) -> Bounds {
     // one write outstanding, each of those is about CLIENTS entries on the
     // leader; a follower also holds what it has stored but not yet applied,
     // which grows with any pause of its tasks. We allow T more entries for
-    // all of that: about 60 ms of this run's write rate, far above the
-    // 30-230 extra entries measured, and still independent of the run's
-    // length (20 or more times T).
-    let threshold = SNAPSHOT_THRESHOLD_ENTRIES as usize;
-    let entries = 2 * threshold;
+    // all of that, and at least 8 times CLIENTS: with T = 1,000, some
+    // 40-60 ms of this run's write rate, well above the 30-290 extra
+    // entries measured (six runs at once on the 2 cores included), and
+    // independent of the run's length (30 times T by default).
+    let threshold = threshold as usize;
+    let entries = threshold + threshold.max(8 * CLIENTS as usize);
 
     // Bytes per entry in the WAL and in a table file: the value and its
     // slot, the rmp-serde encoding of the entry around it (variant name,
@@ -275,11 +279,15 @@ fn bounds(snapshot_bytes: u64) -> Bounds {
     // One snapshot interval: the log at its longest, plus one snapshot.
     let interval_bytes = entries as u64 * entry_bytes + snapshot_bytes;
 
-    // WAL. After each snapshot install the storage asks RocksDB to flush
-    // both memtables; once that is done, every older WAL file is deleted.
-    // The WAL then holds the interval being written and, while the flush
-    // runs, the one before it.
-    let wal_bytes = 2 * interval_bytes;
+    // WAL. After a snapshot install the storage asks RocksDB to flush both
+    // memtables, once FLUSH_AFTER_BYTES_MIN was written since it last
+    // asked; when the flush is done, every older WAL file is deleted. When
+    // it asks, the WAL holds less than FLUSH_AFTER_BYTES_MIN plus one
+    // interval; that stays until the flush is done, while the next such
+    // amount accumulates. So the WAL holds at most twice that, as long as
+    // a flush (a few fsyncs) ends before the next is due: at this run's
+    // write rate, 256 KiB take some 30 ms to write.
+    let wal_bytes = 2 * (FLUSH_AFTER_BYTES_MIN + interval_bytes);
 
     // Table files. Each flush writes what is live: the log after the
     // snapshot (at most one interval's entries) and the latest metadata
@@ -376,8 +384,9 @@ async fn rebuild_from_disk(cluster: &RocksCluster, applied: &[LogIndex]) {
 
 #[test]
 fn log_and_data_directory_stay_bounded_during_a_long_run_of_writes() {
-    let writes = writes_from_env();
-    let bounds = bounds(snapshot_bytes());
+    let writes = number_from_env("RAFT_STORAGE_SPACE_ENTRIES", WRITES_DEFAULT);
+    let threshold = SNAPSHOT_THRESHOLD_ENTRIES;
+    let bounds = bounds(threshold, snapshot_bytes());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -398,7 +407,7 @@ fn log_and_data_directory_stay_bounded_during_a_long_run_of_writes() {
         |id, voters| {
             let mut config = Config::new(id, voters);
             config.tick_interval = Duration::from_millis(5);
-            config.snapshot_entries_threshold = Some(SNAPSHOT_THRESHOLD_ENTRIES);
+            config.snapshot_entries_threshold = Some(threshold);
             config
         },
     ));
@@ -418,7 +427,7 @@ fn log_and_data_directory_stay_bounded_during_a_long_run_of_writes() {
 
     eprintln!(
         "space: {writes} writes of {VALUE_BYTES} bytes, snapshot threshold \
-         {SNAPSHOT_THRESHOLD_ENTRIES} entries, {CLIENTS} writers, {retries} retries, \
+         {threshold} entries, {CLIENTS} writers, {retries} retries, \
          {samples} samples of each directory, {:.1} s",
         elapsed.as_secs_f64()
     );
@@ -448,8 +457,9 @@ fn log_and_data_directory_stay_bounded_during_a_long_run_of_writes() {
             "node {id}: {:?}",
             counts.violations
         );
-        // The run must really have compacted: a snapshot every T entries.
-        let snapshots_min = writes / SNAPSHOT_THRESHOLD_ENTRIES - 2;
+        // The run must really have compacted all along: the snapshots are
+        // at most the entries bound apart.
+        let snapshots_min = writes / bounds.entries as u64;
         assert!(
             counts.snapshots_installed >= snapshots_min,
             "node {id}: {} snapshots, expected at least {snapshots_min}",
