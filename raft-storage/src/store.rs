@@ -168,7 +168,8 @@ impl Store {
 
         self.first_index = meta.last_index.saturating_add(1);
         self.last_index = last_index_after;
-        if self.written_since_flush_bytes >= FLUSH_AFTER_BYTES_MIN && self.start_flush() {
+        if self.written_since_flush_bytes >= FLUSH_AFTER_BYTES_MIN {
+            self.start_flush();
             self.written_since_flush_bytes = 0;
         }
         tracing::debug!(
@@ -326,8 +327,7 @@ impl Store {
     }
 
     /// Asks RocksDB to write both memtables out to table files, in the
-    /// background, and returns at once: true when both flushes were asked
-    /// for.
+    /// background.
     ///
     /// Called after a snapshot install, which left most of what the WAL and
     /// the entries memtable hold dead. A flush writes only what is live
@@ -338,21 +338,18 @@ impl Store {
     /// [`crate::FLUSH_AFTER_BYTES_MIN`]), rather than up to
     /// [`crate::OpenOptions::wal_bytes_max`].
     ///
-    /// A column family whose previous flush has not finished is skipped:
-    /// asking again would wait for it (RocksDB holds a flush back rather
-    /// than stall writes), and the next snapshot asks again.
+    /// Normally this returns at once. When the flush asked for last time
+    /// has not finished yet, it waits for it: without that back-pressure a
+    /// disk slower than the writes would let the WAL grow by what arrives
+    /// while flushes lag, and the bound would hold only in good weather.
     ///
     /// Durability does not depend on any of it: everything is in the
     /// synced WAL already. A failed request is logged and otherwise
     /// ignored; a disk that really failed makes the next write fail.
-    fn start_flush(&self) -> bool {
-        let mut flush_options = FlushOptions::default();
-        flush_options.set_wait(false);
-        let mut all_asked = true;
+    fn start_flush(&self) {
         for name in [ENTRIES_CF, META_CF] {
             let Some(column_family) = self.db.cf_handle(name) else {
                 tracing::warn!(column_family = name, "column family is not open");
-                all_asked = false;
                 continue;
             };
             let pending = self
@@ -360,22 +357,22 @@ impl Store {
                 .property_int_value_cf(column_family, "rocksdb.num-immutable-mem-table")
                 .unwrap_or(None)
                 .unwrap_or(0);
+            let mut flush_options = FlushOptions::default();
+            // Waiting covers the pending flush too: memtables are flushed
+            // in order.
+            flush_options.set_wait(pending > 0);
             if pending > 0 {
-                tracing::trace!(
+                tracing::debug!(
                     column_family = name,
                     pending,
-                    "previous flush still running"
+                    "previous flush still running; waiting for it"
                 );
-                all_asked = false;
-                continue;
             }
             if let Err(source) = self.db.flush_cf_opt(column_family, &flush_options) {
                 let error = self.rocks("flush memtable", source);
-                tracing::warn!(column_family = name, %error, "could not start a flush");
-                all_asked = false;
+                tracing::warn!(column_family = name, %error, "could not flush");
             }
         }
-        all_asked
     }
 
     /// Writes `batch` and syncs the WAL before returning.

@@ -281,12 +281,12 @@ fn bounds(threshold: u64, snapshot_bytes: u64) -> Bounds {
 
     // WAL. After a snapshot install the storage asks RocksDB to flush both
     // memtables, once FLUSH_AFTER_BYTES_MIN was written since it last
-    // asked; when the flush is done, every older WAL file is deleted. When
-    // it asks, the WAL holds less than FLUSH_AFTER_BYTES_MIN plus one
-    // interval; that stays until the flush is done, while the next such
-    // amount accumulates. So the WAL holds at most twice that, as long as
-    // a flush (a few fsyncs) ends before the next is due: at this run's
-    // write rate, 256 KiB take some 30 ms to write.
+    // asked; when the flush is done, every WAL file before it is deleted.
+    // When it asks, the WAL holds less than FLUSH_AFTER_BYTES_MIN plus one
+    // interval written since the last request. That stays until the flush
+    // is done, while the next such amount accumulates; and if the flush
+    // has not finished by the next request, the storage waits for it. So
+    // the WAL holds at most two such amounts.
     let wal_bytes = 2 * (FLUSH_AFTER_BYTES_MIN + interval_bytes);
 
     // Table files. Each flush writes what is live: the log after the
