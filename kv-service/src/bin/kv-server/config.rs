@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use kv_service::{ServerConfig, SessionConfig};
 use raft_core::NodeId;
+use raft_storage::OpenOptions;
 use raft_transport::{Identity, TlsFiles};
 use serde::Deserialize;
 
@@ -43,6 +44,10 @@ pub mod defaults {
     pub const SESSION_TTL_S: u64 = 3_600;
     /// `service.sessions_max`.
     pub const SESSIONS_MAX: usize = 100_000;
+    /// `storage.memtable_bytes_max`.
+    pub const MEMTABLE_BYTES_MAX: usize = raft_storage::MEMTABLE_BYTES_MAX_DEFAULT;
+    /// `storage.wal_bytes_max`.
+    pub const WAL_BYTES_MAX: u64 = raft_storage::WAL_BYTES_MAX_DEFAULT;
 }
 
 /// The command line. Every setting but `--config` and `--create-data-dir`
@@ -144,6 +149,16 @@ pub struct Cli {
     /// [key: service.sessions_max; default 100000].
     #[arg(long, value_name = "COUNT")]
     pub sessions_max: Option<usize>,
+
+    /// RocksDB memtable size, per column family: memory use is up to four
+    /// times this [key: storage.memtable_bytes_max; default 8 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub memtable_bytes_max: Option<usize>,
+
+    /// Write-ahead log size at which RocksDB flushes memtables; at least
+    /// twice the memtable size [key: storage.wal_bytes_max; default 32 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub wal_bytes_max: Option<u64>,
 }
 
 /// The TOML file, as written. Every key is optional here; what is required
@@ -162,6 +177,8 @@ struct FileConfig {
     raft: FileRaft,
     #[serde(default)]
     service: FileService,
+    #[serde(default)]
+    storage: FileStorage,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +206,13 @@ struct FileService {
     request_timeout_ms: Option<u64>,
     session_ttl_s: Option<u64>,
     sessions_max: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    memtable_bytes_max: Option<usize>,
+    wal_bytes_max: Option<u64>,
 }
 
 /// Where a value came from, for error messages.
@@ -282,6 +306,8 @@ pub struct Settings {
     pub session: SessionConfig,
     /// Request handling.
     pub server: ServerConfig,
+    /// RocksDB sizes (`create_if_missing` is set from `create_data_dir`).
+    pub storage: OpenOptions,
 }
 
 /// A value and where it came from.
@@ -474,6 +500,8 @@ impl Settings {
         let tls = Settings::resolve_tls(cli, file.tls, file_path, &file_dir, id_value)?;
         let raft = Settings::resolve_raft(cli, file.raft, file_path, id_value, &peers)?;
         let (session, server) = Settings::resolve_service(cli, file.service, file_path)?;
+        let storage = Settings::resolve_storage(cli, file.storage, file_path)?
+            .create_if_missing(cli.create_data_dir);
 
         Ok(Settings {
             id: id_value,
@@ -485,6 +513,7 @@ impl Settings {
             raft,
             session,
             server,
+            storage,
         })
     }
 
@@ -710,6 +739,54 @@ impl Settings {
         Ok(config)
     }
 
+    fn resolve_storage(
+        cli: &Cli,
+        file_storage: FileStorage,
+        file_path: &Path,
+    ) -> Result<OpenOptions, ConfigError> {
+        let memtable = pick_or(
+            cli.memtable_bytes_max,
+            "--memtable-bytes-max",
+            file_storage.memtable_bytes_max,
+            "storage.memtable_bytes_max",
+            file_path,
+            defaults::MEMTABLE_BYTES_MAX,
+        );
+        let wal = pick_or(
+            cli.wal_bytes_max,
+            "--wal-bytes-max",
+            file_storage.wal_bytes_max,
+            "storage.wal_bytes_max",
+            file_path,
+            defaults::WAL_BYTES_MAX,
+        );
+        if memtable.value < raft_storage::MEMTABLE_BYTES_MAX_MIN {
+            return Err(invalid(
+                "memtable size",
+                &memtable.origin,
+                format!(
+                    "{} is below the minimum of {} bytes",
+                    memtable.value,
+                    raft_storage::MEMTABLE_BYTES_MAX_MIN
+                ),
+            ));
+        }
+        let wal_min = 2 * memtable.value as u64;
+        if wal.value < wal_min {
+            return Err(invalid(
+                "write-ahead log size",
+                &wal.origin,
+                format!(
+                    "{} is below twice the memtable size ({wal_min}, {})",
+                    wal.value, memtable.origin
+                ),
+            ));
+        }
+        Ok(OpenOptions::new()
+            .memtable_bytes_max(memtable.value)
+            .wal_bytes_max(wal.value))
+    }
+
     fn resolve_service(
         cli: &Cli,
         file_service: FileService,
@@ -876,6 +953,23 @@ mod tests {
     }
 
     #[test]
+    fn storage_sizes_below_their_minimums_are_refused() {
+        let error = resolve(&["--memtable-bytes-max", "1024"], FILE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("invalid memtable size (--memtable-bytes-max)"),
+            "{error}"
+        );
+        let text = format!("{FILE}\n[storage]\nwal_bytes_max = 1048576\n");
+        let error = resolve(&[], &text).unwrap_err().to_string();
+        assert!(
+            error.starts_with("invalid write-ahead log size (`storage.wal_bytes_max` in"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn addresses_without_port_or_unparsable_are_refused() {
         let error = resolve(&["--listen", "127.0.0.1"], FILE)
             .unwrap_err()
@@ -889,6 +983,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("is not ID=HOST:PORT"), "{error}");
+    }
+
+    /// docs/USAGE.md, the user's reference for this program.
+    const USAGE: &str = include_str!("../../../../docs/USAGE.md");
+
+    #[test]
+    fn the_documented_example_file_is_valid_and_every_flag_is_documented() {
+        let example = USAGE
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/USAGE.md has a TOML example");
+        let settings = resolve(&[], example).expect("the documented example is valid");
+        assert_eq!(settings.raft.voters, vec![1, 2, 3]);
+
+        use clap::CommandFactory;
+        for argument in Cli::command().get_arguments() {
+            if let Some(long) = argument.get_long() {
+                if long != "help" && long != "version" {
+                    let flag = format!("`--{long}");
+                    assert!(
+                        USAGE.contains(&flag),
+                        "docs/USAGE.md does not mention {flag}`"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use kv_service::{KvServer, SystemClock};
 use raft_core::NodeId;
-use raft_storage::{OpenOptions, RocksStorage};
+use raft_storage::RocksStorage;
 use raft_transport::{
     ClientConnections, Identity, QuicTransport, TlsCredentials, TransportConfig, CLIENT_ALPN,
 };
@@ -220,7 +220,7 @@ async fn serve(settings: Settings, credentials: TlsCredentials) -> Result<(), Fa
 
 /// Opens (or, with `--create-data-dir`, creates) the node's RocksDB log.
 async fn open_storage(settings: &Settings) -> Result<RocksStorage, Failure> {
-    let options = OpenOptions::new().create_if_missing(settings.create_data_dir);
+    let options = settings.storage.clone();
     let data_dir = settings.data_dir.clone();
     // RocksDB's open blocks for a few milliseconds.
     let opened = tokio::task::spawn_blocking(move || RocksStorage::open(&data_dir, options))
