@@ -281,45 +281,54 @@ fn quoted(path: &Path) -> String {
     }
 }
 
-/// The `env.sh` that points kv-cli at the cluster.
-fn env_text(nodes: &[Node], certs: &Path, cli: &Path) -> String {
-    let endpoints = nodes
-        .iter()
-        .map(|node| format!("{}={}", node.id, node.address))
-        .collect::<Vec<_>>()
-        .join(",");
-    let bin_dir = cli.parent().unwrap_or(Path::new("."));
-    format!(
-        "# Written by local-cluster: `source` this file to use kv-cli with the local cluster.\n\
-         export KV_ENDPOINTS={endpoints}\n\
-         export KV_CA={}\n\
-         export KV_CERT={}\n\
-         export KV_KEY={}\n\
-         export PATH={}:\"$PATH\"\n",
-        quoted(&certs.join("ca.pem")),
-        quoted(&certs.join(format!("client-{CLIENT_NAME}.pem"))),
-        quoted(&certs.join(format!("client-{CLIENT_NAME}.key.pem"))),
-        quoted(bin_dir),
-    )
+/// What kv-cli needs to reach the cluster: the variables of `env.sh`.
+struct ClientEnv {
+    variables: Vec<(&'static str, String)>,
+    bin_dir: PathBuf,
+}
+
+impl ClientEnv {
+    fn new(nodes: &[Node], certs: &Path, cli: &Path) -> ClientEnv {
+        let endpoints = nodes
+            .iter()
+            .map(|node| format!("{}={}", node.id, node.address))
+            .collect::<Vec<_>>()
+            .join(",");
+        let file = |name: String| certs.join(name).display().to_string();
+        ClientEnv {
+            variables: vec![
+                ("KV_ENDPOINTS", endpoints),
+                ("KV_CA", file("ca.pem".into())),
+                ("KV_CERT", file(format!("client-{CLIENT_NAME}.pem"))),
+                ("KV_KEY", file(format!("client-{CLIENT_NAME}.key.pem"))),
+            ],
+            bin_dir: cli.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        }
+    }
+
+    /// The `env.sh` that points kv-cli at the cluster.
+    fn script(&self) -> String {
+        let mut text = String::from(
+            "# Written by local-cluster: `source` this file to use kv-cli with the local cluster.\n",
+        );
+        for (name, value) in &self.variables {
+            let _ = writeln!(text, "export {name}={}", quoted(Path::new(value)));
+        }
+        let _ = writeln!(text, "export PATH={}:\"$PATH\"", quoted(&self.bin_dir));
+        text
+    }
 }
 
 /// Waits until the cluster answers a read through kv-cli, or a node exits.
 fn wait_until_ready(
     nodes: &mut [Node],
     cli: &Path,
-    env_file: &Path,
+    client_env: &ClientEnv,
     time_max: Duration,
     runtime: &tokio::runtime::Runtime,
     signals: &mut StopSignals,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + time_max;
-    let env = fs::read_to_string(env_file)?;
-    let variable = |name: &str| {
-        env.lines()
-            .find_map(|line| line.strip_prefix(&format!("export {name}=")))
-            .map(|value| value.trim_matches('\'').to_string())
-            .unwrap_or_default()
-    };
     loop {
         for node in nodes.iter_mut() {
             if let Some(status) = node.child.as_mut().and_then(|child| child.try_wait().ok()?) {
@@ -334,10 +343,12 @@ fn wait_until_ready(
         }
         let probe = Command::new(cli)
             .args(["--timeout-s", "2", "get", "local-cluster-probe"])
-            .env("KV_ENDPOINTS", variable("KV_ENDPOINTS"))
-            .env("KV_CA", variable("KV_CA"))
-            .env("KV_CERT", variable("KV_CERT"))
-            .env("KV_KEY", variable("KV_KEY"))
+            .envs(
+                client_env
+                    .variables
+                    .iter()
+                    .map(|(name, value)| (name, value)),
+            )
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("cannot run {}", cli.display()))?;
@@ -442,7 +453,8 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
         fs::write(node.dir.join("kv-server.toml"), config_text(node, &nodes))?;
     }
     let env_file = dir.join("env.sh");
-    fs::write(&env_file, env_text(&nodes, &certs, &cli))?;
+    let client_env = ClientEnv::new(&nodes, &certs, &cli);
+    fs::write(&env_file, client_env.script())?;
 
     // From here on, every started node must be stopped on every path.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -470,7 +482,7 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
         wait_until_ready(
             &mut nodes,
             &cli,
-            &env_file,
+            &client_env,
             Duration::from_secs(arguments.ready_timeout_s),
             &runtime,
             &mut signals,
