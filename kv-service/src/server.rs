@@ -27,6 +27,10 @@ use crate::command::{Command, CommandBody};
 use crate::sessions::SessionConfig;
 use crate::state_machine::KvStateMachine;
 
+/// How often a read at a new leader checks whether the leader has
+/// committed an entry of its term yet.
+const COMMIT_POLL_INTERVAL: Duration = Duration::from_millis(1);
+
 /// How a server behaves (apart from Raft and the session rules).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -195,8 +199,7 @@ impl KvServer {
     /// blank entry is at or below the last index first seen in the term).
     /// Once fixed, this wait can go: `read_index` itself defers the round.
     async fn wait_for_commit_in_term(&self) -> Result<(), ServiceError> {
-        let mut watch = self.node.status_watch();
-        let status = watch.borrow_and_update().clone();
+        let status = self.node.status();
         let floor = {
             let mut first_seen = self
                 .term_first_index
@@ -217,10 +220,12 @@ impl KvServer {
             if status.commit >= floor {
                 return Ok(());
             }
-            if watch.changed().await.is_err() {
-                return Err(ServiceError::ShuttingDown);
-            }
-            status = watch.borrow_and_update().clone();
+            // Poll rather than wait on the status channel: tokio's watch
+            // wakes its waiters in a random order, which would make
+            // simulations unrepeatable. This wait is short and rare (a new
+            // leader's first milliseconds).
+            tokio::time::sleep(COMMIT_POLL_INTERVAL).await;
+            status = self.node.status();
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Scenario {
     pub think_time_max: Duration,
     /// Virtual time after which clients stop starting operations.
     pub client_time_max: Duration,
+    /// How long a clerk keeps trying one operation.
+    pub op_deadline: Duration,
     pub network: NetConfig,
     pub nemesis: Nemesis,
     /// Snapshot after this many entries (small, to exercise snapshots).
@@ -81,6 +83,7 @@ impl Scenario {
             ops_per_client: 100,
             think_time_max: Duration::from_millis(40),
             client_time_max: Duration::from_secs(30),
+            op_deadline: Duration::from_secs(5),
             network: NetConfig::reliable(),
             nemesis: Nemesis::None,
             snapshot_entries: Some(200),
@@ -129,9 +132,11 @@ where
         let result =
             std::panic::catch_unwind(AssertUnwindSafe(|| run_simulation(simulation(seed))));
         if let Err(panic) = result {
+            let thread = std::thread::current();
+            let test = thread.name().unwrap_or(name);
             eprintln!(
                 "{name}: FAILED with seed {seed}; replay with \
-                 KV_SEED={seed} cargo test -p kv-service --test sim {name}"
+                 KV_SEED={seed} cargo test -p kv-service --test sim -- --exact {test}"
             );
             std::panic::resume_unwind(panic);
         }
@@ -250,7 +255,8 @@ pub async fn run_scenario(scenario: &Scenario, seed: u64) -> RunReport {
     let mut tasks = Vec::new();
     for group in &groups {
         let connector = cluster.connector(group[0]);
-        let config = clerk_config(scenario.nodes, seed ^ group[0]);
+        let mut config = clerk_config(scenario.nodes, seed ^ group[0]);
+        config.deadline = scenario.op_deadline;
         let clerk = Clerk::new(connector, config).expect("valid clerk config");
         for &id in group {
             let client = RecordingClerk::new(clerk.clone(), id, recorder.clone());

@@ -135,6 +135,7 @@ fn repeated_partitions_many_clients_history_is_linearizable() {
         ops_per_client: 10_000,
         client_time_max: Duration::from_secs(20),
         nemesis: Nemesis::Partitions,
+        op_deadline: Duration::from_millis(1500),
         ..Scenario::new("partitions_many_clients")
     };
     for_each_seed(scenario.name, 3, |seed| {
@@ -192,6 +193,7 @@ fn everything_together_history_is_linearizable() {
         network: NetConfig::unreliable(),
         nemesis: Nemesis::Everything,
         snapshot_entries: Some(50),
+        op_deadline: Duration::from_millis(1500),
         ..Scenario::new("everything")
     };
     for_each_seed(scenario.name, 3, |seed| {
@@ -200,4 +202,30 @@ fn everything_together_history_is_linearizable() {
             run_scenario(&scenario, seed).await;
         }
     });
+}
+
+#[test]
+fn same_seed_replays_the_same_history() {
+    let scenario = Scenario {
+        clients: 3,
+        ops_per_client: 10_000,
+        client_time_max: Duration::from_secs(8),
+        network: NetConfig::unreliable(),
+        nemesis: Nemesis::Everything,
+        snapshot_entries: Some(50),
+        ..Scenario::new("replay")
+    };
+    let seed = 11;
+    let run = || raft_core::testkit::run_simulation(run_scenario(&scenario, seed)).history;
+    let first = run();
+    let second = run();
+    assert!(first.len() > 50);
+    if let Some(at) = (0..first.len()).find(|i| first.get(*i) != second.get(*i)) {
+        panic!(
+            "seed {seed} gave two different histories; first difference at {at}:\n{:?}\n{:?}",
+            first[at],
+            second.get(at)
+        );
+    }
+    assert_eq!(first.len(), second.len());
 }
