@@ -1203,11 +1203,14 @@ impl Raft {
 
     /// Starts a confirmation round for reads waiting for one, once this
     /// leader has committed an entry of its own term (Raft §8).
+    fn can_start_read_round(&self) -> bool {
+        self.role == Role::Leader
+            && self.reads.has_unsent()
+            && self.log.term(self.log.commit) == Some(self.term)
+    }
+
     fn start_read_round(&mut self) {
-        if self.role != Role::Leader || !self.reads.has_unsent() {
-            return;
-        }
-        if self.log.term(self.log.commit) != Some(self.term) {
+        if !self.can_start_read_round() {
             return;
         }
         let seq = self.reads.start_round(self.log.commit);
@@ -1274,7 +1277,7 @@ impl Raft {
             || self.log.has_committed()
             || self.snapshot_to_install.is_some()
             || self.reads.has_output()
-            || (self.role == Role::Leader && self.reads.has_unsent())
+            || self.can_start_read_round()
             || self.hard_state_changed()
     }
 

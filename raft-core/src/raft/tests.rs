@@ -406,3 +406,26 @@ fn a_full_window_whose_answers_were_lost_resumes_after_a_heartbeat() {
     );
     assert_eq!(net.node(1).commit(), 5);
 }
+
+#[test]
+fn a_read_at_a_new_leader_waits_for_its_first_commit_without_spinning() {
+    // Regression: `has_ready` counted a read that `ready` could not start
+    // yet, so the driver looped on empty readies for good.
+    let mut net = Net::new(3, |_| {});
+    net.campaign(1);
+    net.pump_until(|net| net.node(1).role() == Role::Leader);
+    let leader = net.nodes.get_mut(&1).unwrap();
+    assert!(leader.commit() < 1, "the blank entry is not committed yet");
+    leader.read_index(3).unwrap();
+    let mut turns = 0;
+    while leader.has_ready() {
+        let ready = leader.ready(usize::MAX);
+        leader.advance(ready.entries.last().map(|e| (e.index, e.term)));
+        net.queue.extend(ready.messages);
+        net.queue.extend(ready.persisted_messages);
+        turns += 1;
+        assert!(turns < 10, "ready keeps reporting work it cannot do");
+    }
+    net.pump();
+    assert_eq!(net.reads[&1], vec![ReadState { id: 3, index: 1 }]);
+}
