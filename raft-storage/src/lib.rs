@@ -17,6 +17,12 @@
 //!   dropping the entries it covers is one atomic batch too.
 //! - Records carry a CRC-32; a damaged one is reported as
 //!   [`Error::Corrupted`] with its index, never a panic.
+//! - Space is bounded by the snapshot threshold: after a snapshot install
+//!   the storage has RocksDB flush its memtables (in the background), so
+//!   the WAL files the snapshot made dead are deleted, and the table files
+//!   hold only the live log. [`OpenOptions`] sizes the memtables and caps
+//!   the WAL for when snapshots are off. The README's "Snapshots and
+//!   space" gives the bounds and the measured figures.
 //!
 //! # Usage
 //!
