@@ -15,21 +15,17 @@
 //!                     the state machine's answer (deduplicated per session)
 //! ```
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kv_clerk::protocol::{check_key, Reply, Request, Response, ServiceError};
-use raft_core::{Config, Inbox, LogIndex, LogStorage, NodeId, RaftNode, Role, Term, Transport};
+use raft_core::{Config, Inbox, LogStorage, NodeId, RaftNode, Role, Transport};
 use tracing::{debug, trace};
 
 use crate::clock::Clock;
 use crate::command::{Command, CommandBody};
 use crate::sessions::SessionConfig;
 use crate::state_machine::KvStateMachine;
-
-/// How often a read at a new leader checks whether the leader has
-/// committed an entry of its term yet.
-const COMMIT_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// How a server behaves (apart from Raft and the session rules).
 #[derive(Clone, Debug)]
@@ -65,9 +61,6 @@ pub struct KvServer {
     machine: KvStateMachine,
     clock: Arc<dyn Clock>,
     config: ServerConfig,
-    /// (term, last log index first seen as leader in that term); see
-    /// [`KvServer::wait_for_commit_in_term`].
-    term_first_index: Arc<Mutex<(Term, LogIndex)>>,
 }
 
 impl KvServer {
@@ -102,7 +95,6 @@ impl KvServer {
             machine,
             clock,
             config,
-            term_first_index: Arc::default(),
         }
     }
 
@@ -172,60 +164,14 @@ impl KvServer {
         }
     }
 
-    /// Waits until a read of the local state is linearizable.
+    /// Waits until a read of the local state is linearizable: a quorum
+    /// confirmed, after this call, that this node still leads, and the
+    /// state machine applied everything committed before (ReadIndex).
     async fn read_barrier(&self) -> Result<(), ServiceError> {
-        let barrier = async {
-            self.wait_for_commit_in_term().await?;
-            self.node
-                .read_index()
-                .await
-                .map_err(|error| self.service_error(error))
-        };
-        match tokio::time::timeout(self.config.request_timeout, barrier).await {
+        match tokio::time::timeout(self.config.request_timeout, self.node.read_index()).await {
             Ok(Ok(_index)) => Ok(()),
-            Ok(Err(error)) => Err(error),
+            Ok(Err(error)) => Err(self.service_error(error)),
             Err(_elapsed) => Err(ServiceError::Timeout),
-        }
-    }
-
-    /// Waits until this leader has committed an entry of its own term.
-    ///
-    /// FIXME(raft-core-read-spin): raft-core's driver busy-loops when a read
-    /// arrives at a new leader before it commits an entry of its term
-    /// (`Raft::has_ready` counts the unsent read, `Raft::ready` cannot start
-    /// its round yet, and `process_ready` never awaits), which stalls the
-    /// node for good. Until raft-core fixes `has_ready`, reads wait here for
-    /// the commit index to reach the leader's first index of the term (its
-    /// blank entry is at or below the last index first seen in the term).
-    /// Once fixed, this wait can go: `read_index` itself defers the round.
-    async fn wait_for_commit_in_term(&self) -> Result<(), ServiceError> {
-        let status = self.node.status();
-        let floor = {
-            let mut first_seen = self
-                .term_first_index
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            if first_seen.0 != status.term {
-                *first_seen = (status.term, status.last_index);
-            }
-            first_seen.1
-        };
-        let term = status.term;
-        let mut status = status;
-        loop {
-            if status.role != Role::Leader || status.term != term {
-                let leader_hint = status.leader.filter(|leader| *leader != status.id);
-                return Err(ServiceError::NotLeader { leader_hint });
-            }
-            if status.commit >= floor {
-                return Ok(());
-            }
-            // Poll rather than wait on the status channel: tokio's watch
-            // wakes its waiters in a random order, which would make
-            // simulations unrepeatable. This wait is short and rare (a new
-            // leader's first milliseconds).
-            tokio::time::sleep(COMMIT_POLL_INTERVAL).await;
-            status = self.node.status();
         }
     }
 
