@@ -37,6 +37,8 @@ mod backoff;
 mod clerk;
 mod connector;
 pub mod protocol;
+#[cfg(feature = "quic")]
+pub mod quic;
 mod record;
 
 pub use clerk::{Clerk, ClerkConfig, Error, Op};

@@ -17,6 +17,9 @@
 //! - [`history`] and [`linearizability`]: operation histories in the format
 //!   of `shared/HISTORY.md`, and a checker that decides whether one is
 //!   linearizable; [`HistoryRecorder`] records a clerk's operations.
+//! - [`quic`]: the client protocol on a node's QUIC endpoint
+//!   ([`quic::serve_clients`]); clerks connect with
+//!   `kv_clerk::quic::QuicConnector`.
 //! - `sim` (feature `testkit`): the service on raft-core's simulated
 //!   network, for deterministic tests.
 //!
@@ -51,6 +54,7 @@ mod clock;
 mod command;
 pub mod history;
 pub mod linearizability;
+pub mod quic;
 mod recorder;
 mod server;
 pub mod sessions;
