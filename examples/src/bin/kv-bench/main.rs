@@ -4,6 +4,8 @@
 //! three-node cluster per run and compares with etcd. Directly:
 //!
 //! ```text
+//! kv-bench --endpoints 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
+//!          --ca certs/ca.pem --cert certs/client-bench.pem --key certs/client-bench.key.pem
 //! kv-bench --backend mem --scale 0.1                  # the harness alone
 //! ```
 //!
@@ -11,6 +13,7 @@
 //! format of `shared/bench/README.md`; a summary goes to stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line program
 
+mod raft_kv;
 mod stats;
 mod workload;
 
@@ -26,9 +29,22 @@ use workload::{run_all, standard, Backend, MemBackend, Settings};
 #[derive(Parser, Debug)]
 #[command(about = "Runs the kvbench/1 workloads against a store")]
 struct Args {
-    /// Store to load: `mem` (in-process, for testing the harness).
-    #[arg(long, default_value = "mem")]
+    /// Store to load: `raft-kv` (a running cluster) or `mem` (in-process,
+    /// to test the harness).
+    #[arg(long, default_value = "raft-kv")]
     backend: String,
+    /// raft-kv servers, `ID=HOST:PORT,...` (loopback only).
+    #[arg(long, env = "KV_ENDPOINTS", default_value = "")]
+    endpoints: String,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, env = "KV_CA")]
+    ca: Option<std::path::PathBuf>,
+    /// The client certificate (PEM).
+    #[arg(long, env = "KV_CERT")]
+    cert: Option<std::path::PathBuf>,
+    /// The client key (PEM).
+    #[arg(long, env = "KV_KEY")]
+    key: Option<std::path::PathBuf>,
     /// Comma-separated workloads, run in the standard order.
     #[arg(long, default_value = "put-1,put-64,get-64,mixed-64,append-64")]
     workloads: String,
@@ -122,6 +138,19 @@ async fn main() -> anyhow::Result<()> {
     let settings = settings(&args)?;
     match args.backend.as_str() {
         "mem" => bench(MemBackend::default(), &args, &settings).await,
+        "raft-kv" => {
+            let (Some(ca), Some(cert), Some(key)) = (&args.ca, &args.cert, &args.key) else {
+                bail!("raft-kv needs --ca, --cert and --key (or KV_CA, KV_CERT, KV_KEY)");
+            };
+            let files = raft_transport::TlsFiles {
+                ca_cert: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            let backend =
+                raft_kv::RaftKv::new(&args.endpoints, files).map_err(anyhow::Error::msg)?;
+            bench(backend, &args, &settings).await
+        }
         other => bail!("unknown backend {other:?}"),
     }
 }
