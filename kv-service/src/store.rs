@@ -28,12 +28,20 @@ pub(crate) struct Store {
     pub(crate) clock_ms: u64,
 }
 
-/// A snapshot's contents, as serialized.
-#[derive(Serialize, Deserialize)]
+/// A snapshot's contents, as read back.
+#[derive(Deserialize)]
 struct SnapshotData {
     clock_ms: u64,
     map: BTreeMap<Bytes, Bytes>,
     sessions: BTreeMap<SessionId, Session>,
+}
+
+/// A snapshot's contents, as written: the same fields, borrowed.
+#[derive(Serialize)]
+struct SnapshotDataRef<'a> {
+    clock_ms: u64,
+    map: &'a BTreeMap<Bytes, Bytes>,
+    sessions: &'a BTreeMap<SessionId, Session>,
 }
 
 /// Why a snapshot could not be read.
@@ -131,11 +139,16 @@ impl Store {
     }
 
     /// Serializes the whole state.
+    ///
+    /// FIXME(snapshot-copy): the caller holds the read lock while this
+    /// encodes the whole map, so applying waits, and the encoded copy
+    /// briefly doubles the memory. A persistent map (or copy-on-write chunks) would let
+    /// the snapshot encode a frozen version while applying goes on.
     pub(crate) fn to_snapshot(&self) -> Bytes {
-        let data = SnapshotData {
+        let data = SnapshotDataRef {
             clock_ms: self.clock_ms,
-            map: self.map.clone(),
-            sessions: self.sessions.sessions().clone(),
+            map: &self.map,
+            sessions: self.sessions.sessions(),
         };
         let mut bytes = vec![SNAPSHOT_FORMAT_VERSION];
         rmp_serde::encode::write(&mut bytes, &data).expect("a snapshot always encodes to a Vec");
