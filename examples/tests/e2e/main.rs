@@ -8,7 +8,15 @@
 //! `KV_E2E_BIN_DIR=target/release` to test other builds of the programs
 //! instead (the directory must hold `kv-server` and `kv-cli`).
 //!
+//! - `cluster`: three nodes; writes through kv-cli and the clerk; the
+//!   leader SIGKILLed and restarted; every acknowledged write on every node;
+//!   a client of another CA refused.
+//! - `local_cluster`: the local-cluster program starts, answers, stops on
+//!   Ctrl-C and finds its data again.
 //! - `startup`: every bad start-up input gives its one-line message.
 
+mod cluster;
+mod local_cluster;
+mod replicas;
 mod startup;
 mod support;

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kv_clerk::quic::QuicConnector;
+use kv_clerk::{Clerk, ClerkConfig};
 use raft_core::NodeId;
+use raft_transport::{Identity, TlsCredentials, TlsFiles};
 use rustix::process::{kill_process, Pid, Signal};
 
 /// The client name the tests' certificates carry.
@@ -26,6 +29,38 @@ pub fn server_program() -> PathBuf {
         Some(dir) => Path::new(&dir).join("kv-server"),
         None => PathBuf::from(env!("CARGO_BIN_EXE_e2e-kv-server")),
     }
+}
+
+/// The kv-cli program, found like [`server_program`].
+pub fn cli_program() -> PathBuf {
+    match std::env::var_os("KV_E2E_BIN_DIR") {
+        Some(dir) => Path::new(&dir).join("kv-cli"),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_e2e-kv-cli")),
+    }
+}
+
+/// A QUIC connector to `cluster`'s nodes with the client certificate.
+/// Must run inside a tokio runtime.
+pub fn connector(cluster: &TestCluster) -> QuicConnector {
+    let files = TlsFiles::in_dir(
+        &cluster.certs,
+        &Identity::client(CLIENT_NAME).expect("valid client name"),
+    );
+    let credentials = TlsCredentials::load(&files).expect("client credentials");
+    let servers = cluster
+        .nodes
+        .values()
+        .map(|node| (node.id, node.addr))
+        .collect();
+    QuicConnector::new(&credentials, servers).expect("client endpoint")
+}
+
+/// A clerk for `cluster` with a 20 s deadline per operation. Must run
+/// inside a tokio runtime.
+pub fn clerk(cluster: &TestCluster) -> Clerk<QuicConnector> {
+    let mut config = ClerkConfig::new(cluster.nodes.keys().copied().collect());
+    config.deadline = Duration::from_secs(20);
+    Clerk::new(connector(cluster), config).expect("valid clerk configuration")
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
@@ -62,8 +97,6 @@ pub fn tail(path: &Path, count: usize) -> String {
 /// A child process that is killed and reaped when dropped.
 pub struct Process {
     child: Option<Child>,
-    /// For messages.
-    pub name: String,
     /// Where its stdout and stderr go.
     pub log: PathBuf,
 }
@@ -84,7 +117,6 @@ impl Process {
             .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
         Process {
             child: Some(child),
-            name: name.to_owned(),
             log: log.to_owned(),
         }
     }
@@ -291,6 +323,31 @@ impl TestCluster {
         })
     }
 
+    /// Runs kv-cli against the cluster with the client certificate, at
+    /// most 30 s.
+    pub fn cli(&self, arguments: &[&str]) -> Output {
+        let file = |name: String| self.certs.join(name).display().to_string();
+        self.cli_with_tls(
+            &file("ca.pem".into()),
+            &file(format!("client-{CLIENT_NAME}.pem")),
+            &file(format!("client-{CLIENT_NAME}.key.pem")),
+            arguments,
+        )
+    }
+
+    /// Runs kv-cli with the given CA, certificate and key files (through
+    /// the environment, as a user would set them).
+    pub fn cli_with_tls(&self, ca: &str, cert: &str, key: &str, arguments: &[&str]) -> Output {
+        let mut command = Command::new(cli_program());
+        command
+            .args(arguments)
+            .env("KV_ENDPOINTS", self.endpoints())
+            .env("KV_CA", ca)
+            .env("KV_CERT", cert)
+            .env("KV_KEY", key);
+        run_bounded(command, Duration::from_secs(30))
+    }
+
     /// Panics with the tail of every log if a node has exited.
     pub fn assert_running(&mut self) {
         for node in self.nodes.values_mut() {
@@ -337,7 +394,6 @@ pub fn run_bounded(mut command: Command, time_max: Duration) -> Output {
         .expect("start the program");
     let mut process = Process {
         child: Some(child),
-        name: "program".into(),
         log: stdout_path.clone(),
     };
     let status = process

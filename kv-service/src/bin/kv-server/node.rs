@@ -18,12 +18,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kv_service::quic::serve_clients;
 use kv_service::{KvServer, SystemClock};
 use raft_core::NodeId;
 use raft_storage::RocksStorage;
-use raft_transport::{
-    ClientConnections, Identity, QuicTransport, TlsCredentials, TransportConfig, CLIENT_ALPN,
-};
+use raft_transport::{Identity, QuicTransport, TlsCredentials, TransportConfig, CLIENT_ALPN};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, info_span, warn, Instrument};
 
@@ -242,11 +241,4 @@ async fn open_storage(settings: &Settings) -> Result<RocksStorage, Failure> {
 async fn node_stopped(server: &KvServer) {
     let mut status = server.node().status_watch();
     while status.changed().await.is_ok() {}
-}
-
-/// Answers the clients that connect to this node's endpoint.
-async fn serve_clients(server: KvServer, clients: ClientConnections) {
-    // FIXME(glue): placeholder until kv-service's QUIC server loop lands.
-    drop((server, clients));
-    std::future::pending::<()>().await
 }
