@@ -39,14 +39,30 @@ pub fn write_json(op: &str, key: &[u8]) -> Value {
     Value::Object(object)
 }
 
-/// A key for a message: as text when it is text, else in hexadecimal.
+/// How many bytes of a key a message shows.
+const KEY_SHOWN_BYTES_MAX: usize = 48;
+
+/// A key for a message: quoted when it is text, else in hexadecimal; a
+/// long key is cut, with its length.
 pub fn key_text(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(text) => format!("{text:?}"),
-        Err(_) => {
-            let hex: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
-            format!("0x{hex}")
+    let (text, shown_len) = match std::str::from_utf8(key) {
+        Ok(text) => {
+            let mut end = text.len().min(KEY_SHOWN_BYTES_MAX);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            (format!("{:?}", &text[..end]), end)
         }
+        Err(_) => {
+            let shown = &key[..key.len().min(KEY_SHOWN_BYTES_MAX)];
+            let hex: String = shown.iter().map(|byte| format!("{byte:02x}")).collect();
+            (format!("0x{hex}"), shown.len())
+        }
+    };
+    if shown_len < key.len() {
+        format!("{text}... ({} bytes)", key.len())
+    } else {
+        text
     }
 }
 
@@ -74,5 +90,7 @@ mod tests {
     fn keys_in_messages_are_quoted_or_hex() {
         assert_eq!(key_text(b"a b"), "\"a b\"");
         assert_eq!(key_text(&[0xfe]), "0xfe");
+        let long = key_text(&[b'k'; 2000]);
+        assert_eq!(long, format!("{:?}... (2000 bytes)", "k".repeat(48)));
     }
 }
