@@ -95,6 +95,12 @@ pub fn tail(path: &Path, count: usize) -> String {
 }
 
 /// A child process that is killed and reaped when dropped.
+///
+/// FIXME(orphans): a guard runs on every return and panic, but not when
+/// the test process itself is killed (SIGKILL, a CI timeout): its servers
+/// then keep running. Right: have the kernel end each child with its
+/// parent (`PR_SET_PDEATHSIG` between fork and exec), which needs an
+/// unsafe `pre_exec` that the workspace forbids, or a small supervisor.
 pub struct Process {
     child: Option<Child>,
     /// Where its stdout and stderr go.

@@ -76,7 +76,7 @@ pub struct Cli {
     pub listen: Option<String>,
 
     /// The other nodes, as ID=HOST:PORT, comma-separated or repeated;
-    /// replaces the file's [peers] table [key: peers].
+    /// replaces the file's peers table [key: peers].
     #[arg(
         long = "peers",
         alias = "peer",
@@ -95,7 +95,7 @@ pub struct Cli {
     #[arg(long)]
     pub create_data_dir: bool,
 
-    /// Directory with ca.pem, node-<ID>.pem and node-<ID>.key.pem, as
+    /// Directory with ca.pem, node-ID.pem and node-ID.key.pem, as
     /// raft-certs writes them [key: tls.dir].
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
