@@ -15,7 +15,10 @@
 //!   must match the model.
 //! - `fail`: certainly had no effect; left out.
 //! - `info`: unknown outcome. It may be placed at any point after its call,
-//!   or never. A `get` of unknown outcome tells nothing and is left out.
+//!   or never. A `get` of unknown outcome tells nothing and is left out, and
+//!   so is a put or append of unknown outcome that no read observed (see
+//!   `prune_unobserved_unknown_writes`: "never" explains it whenever
+//!   anything does).
 //!
 //! The search is exponential in the worst case, so it runs under a budget
 //! ([`CheckConfig`]); when the budget runs out the verdict is
@@ -102,7 +105,7 @@ pub struct KeyReport {
     /// The verdict for this key.
     pub verdict: Verdict,
     /// Operations that took part in the search (after leaving out `fail`
-    /// operations and `info` reads).
+    /// operations, `info` reads, and `info` writes no read observed).
     pub operations: usize,
     /// Search steps taken.
     pub steps: u64,
@@ -168,7 +171,8 @@ pub fn check(history: &[Operation], config: &CheckConfig) -> CheckReport {
     }
 
     let mut keys = Vec::with_capacity(by_key.len());
-    for (key, ops) in by_key {
+    for (key, mut ops) in by_key {
+        prune_unobserved_unknown_writes(&mut ops);
         let (outcome, steps) = search::search(&ops, limits);
         let (verdict, violation) = match outcome {
             Outcome::Linearizable => (Verdict::Linearizable, None),
@@ -200,6 +204,46 @@ pub fn check(history: &[Operation], config: &CheckConfig) -> CheckReport {
         Verdict::Linearizable
     };
     CheckReport { verdict, keys }
+}
+
+/// Leaves out writes of unknown outcome that no read could have observed.
+///
+/// An `info` append whose suffix occurs in no completed read's output, or an
+/// `info` put whose value starts no completed read's output, has no read
+/// between it and the next put or delete in any order that explains the
+/// history (such a read would contain the suffix, or start with the value).
+/// Leaving it out ("it never happened") therefore keeps every explaining
+/// order valid, and adds none. This matters: each such write may otherwise
+/// be placed at any point after its call, and the search tries them all.
+/// The argument needs every state change to be a put, an append or a
+/// delete, so keys with a `cas` keep all their operations.
+fn prune_unobserved_unknown_writes(ops: &mut Vec<KeyOp>) {
+    if ops.iter().any(|op| op.kind == OpKind::Cas) {
+        return;
+    }
+    let reads: std::collections::HashSet<&str> = ops
+        .iter()
+        .filter_map(|op| match (&op.kind, &op.output) {
+            (OpKind::Get, Some(crate::history::Output::Text(text))) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let unobserved = |op: &KeyOp| {
+        if op.status != Status::Info || op.value.is_empty() {
+            return false;
+        }
+        match op.kind {
+            OpKind::Append => !reads.iter().any(|read| read.contains(&*op.value)),
+            OpKind::Put => !reads.iter().any(|read| read.starts_with(&*op.value)),
+            OpKind::Get | OpKind::Cas | OpKind::Delete => false,
+        }
+    };
+    let unobserved: Vec<bool> = ops.iter().map(unobserved).collect();
+    let mut index = 0;
+    ops.retain(|_| {
+        index += 1;
+        !unobserved[index - 1]
+    });
 }
 
 /// Turns the search's longest order (indexes into `ops`) into positions in

@@ -499,3 +499,61 @@ fn large_generated_history_is_checked_quickly() {
         started.elapsed()
     );
 }
+
+#[test]
+fn many_unobserved_unknown_writes_do_not_blow_up_the_search() {
+    // Forty writes of unknown outcome, never observed, each concurrent with
+    // everything after it; without pruning, the search would try them at
+    // every point.
+    let mut builder = Builder::new();
+    for n in 0..20 {
+        builder.append_info(100 + n, &format!("lost-a{n};"), n * 10);
+        builder.push(
+            200 + n,
+            OpKind::Put,
+            Some(&format!("lost-p{n};")),
+            None,
+            (n * 10, None),
+            Status::Info,
+        );
+    }
+    let mut at = 1000;
+    let mut expected = String::new();
+    for n in 0..100 {
+        let value = format!("v{n};");
+        builder.append(1, &value, at, at + 5);
+        expected.push_str(&value);
+        builder.get(2, &expected, at + 10, at + 15);
+        at += 20;
+    }
+    let config = CheckConfig {
+        steps_per_key_max: 100_000,
+        time_max: None,
+    };
+    let report = check(&builder.operations, &config);
+    assert_eq!(report.verdict, Verdict::Linearizable);
+    assert_eq!(
+        report.keys[0].operations, 200,
+        "the 40 unobserved writes are left out"
+    );
+}
+
+#[test]
+fn observed_unknown_write_is_kept_and_can_still_contradict() {
+    // The read sees the unknown append twice: pruning must not hide that.
+    let verdict = Builder::new()
+        .append_info(1, "x;", 0)
+        .get(2, "x;x;", 10, 20)
+        .verdict();
+    assert_eq!(verdict, Verdict::NotLinearizable);
+}
+
+#[test]
+fn unknown_put_whose_value_starts_a_read_is_kept() {
+    let verdict = Builder::new()
+        .push(1, OpKind::Put, Some("p;"), None, (0, None), Status::Info)
+        .append(2, "a;", 10, 20)
+        .get(3, "p;a;", 30, 40)
+        .verdict();
+    assert_eq!(verdict, Verdict::Linearizable);
+}
