@@ -70,6 +70,8 @@ pub struct Scenario {
     pub nemesis: Nemesis,
     /// Snapshot after this many entries (small, to exercise snapshots).
     pub snapshot_entries: Option<u64>,
+    /// The session rules of the servers.
+    pub sessions: SessionConfig,
 }
 
 impl Scenario {
@@ -87,6 +89,7 @@ impl Scenario {
             network: NetConfig::reliable(),
             nemesis: Nemesis::None,
             snapshot_entries: Some(200),
+            sessions: SessionConfig::default(),
         }
     }
 }
@@ -162,7 +165,7 @@ pub async fn start_cluster(scenario: &Scenario, seed: u64) -> KvCluster {
     let server_config = ServerConfig {
         request_timeout: Duration::from_secs(2),
     };
-    let cluster = KvCluster::start(options, SessionConfig::default(), server_config).await;
+    let cluster = KvCluster::start(options, scenario.sessions, server_config).await;
     cluster
         .sim()
         .await_leader(Duration::from_secs(10))

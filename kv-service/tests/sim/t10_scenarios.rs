@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use kv_service::history::Status;
+use kv_service::SessionConfig;
 use raft_core::testkit::NetConfig;
 
 use crate::harness::{for_each_seed, run_scenario, Nemesis, Scenario};
@@ -228,4 +229,35 @@ fn same_seed_replays_the_same_history() {
         );
     }
     assert_eq!(first.len(), second.len());
+}
+
+#[test]
+fn sessions_evicted_and_expired_under_faults_never_apply_a_write_twice() {
+    // Six clerks but room for three sessions, and sessions that expire after
+    // two idle seconds: writes keep meeting expired sessions, some of them
+    // while an earlier attempt is in doubt.
+    let scenario = Scenario {
+        clients: 6,
+        ops_per_client: 10_000,
+        think_time_max: Duration::from_millis(400),
+        client_time_max: Duration::from_secs(20),
+        network: NetConfig::unreliable(),
+        nemesis: Nemesis::Partitions,
+        op_deadline: Duration::from_millis(1500),
+        sessions: SessionConfig {
+            session_ttl: Duration::from_secs(2),
+            sessions_max: 3,
+        },
+        ..Scenario::new("session_churn")
+    };
+    for_each_seed(scenario.name, 3, |seed| {
+        let scenario = scenario.clone();
+        async move {
+            let report = run_scenario(&scenario, seed).await;
+            assert!(
+                report.count(Status::Ok) > 100,
+                "seed {seed}: too little progress"
+            );
+        }
+    });
 }
