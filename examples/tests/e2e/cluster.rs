@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kv_clerk::{Connector, Request, ServiceError};
 use raft_core::NodeId;
+use rustix::process::Signal;
 
 use crate::replicas::replay;
 use crate::support::{clerk, connector, TestCluster};
@@ -169,11 +170,15 @@ fn acknowledged_writes_survive_a_leader_sigkill_and_reach_every_node() {
         std::thread::sleep(Duration::from_millis(500));
         let ids: Vec<NodeId> = cluster.nodes.keys().copied().collect();
         for &id in &ids {
-            let status = cluster.stop(id);
+            // Node 1 gets Ctrl-C's signal, the others SIGTERM.
+            let signal = if id == 1 { Signal::INT } else { Signal::TERM };
+            let status = cluster.stop(id, signal);
             assert!(
                 status.success(),
-                "node {id} must stop cleanly on SIGTERM: {status}"
+                "node {id} must stop cleanly on {signal:?}: {status}"
             );
+            let log = std::fs::read_to_string(&cluster.nodes[&id].log).unwrap_or_default();
+            assert!(log.contains("stopped cleanly"), "node {id} log:\n{log}");
         }
         let mut lagging = Vec::new();
         logs.clear();

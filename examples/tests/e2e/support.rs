@@ -315,15 +315,16 @@ impl TestCluster {
         process.expect("node is running").kill();
     }
 
-    /// Stops node `id` with SIGTERM and returns its exit status.
-    pub fn stop(&mut self, id: NodeId) -> ExitStatus {
+    /// Stops node `id` with `signal` (SIGTERM, or SIGINT as Ctrl-C sends)
+    /// and returns its exit status.
+    pub fn stop(&mut self, id: NodeId, signal: Signal) -> ExitStatus {
         let node = self.nodes.get_mut(&id).expect("known node");
         let mut process = node.process.take().expect("node is running");
-        process.signal(Signal::TERM);
+        process.signal(signal);
         let status = process.wait_for_exit(Duration::from_secs(10));
         status.unwrap_or_else(|| {
             panic!(
-                "node {id} did not stop within 10 s of SIGTERM; log:\n{}",
+                "node {id} did not stop within 10 s of {signal:?}; log:\n{}",
                 tail(&process.log, 30)
             )
         })
