@@ -14,7 +14,8 @@ use tracing::{debug, trace};
 use crate::backoff::{backoff_delay, Rng};
 use crate::connector::{CallError, Connector};
 use crate::protocol::{
-    check_key, Reply, Request, ServerId, ServiceError, SessionId, WriteOp, SESSION_WINDOW_MAX,
+    check_key, NodeStatus, Reply, Request, ServerId, ServiceError, SessionId, WriteOp,
+    SESSION_WINDOW_MAX,
 };
 
 /// How a clerk behaves.
@@ -247,6 +248,29 @@ impl<C: Connector> Clerk<C> {
     /// Reads `key`: its value, or `None` when it is missing.
     pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<Bytes>, Error> {
         self.get_by(key, self.default_deadline()).await
+    }
+
+    /// Asks `server` itself (not the leader) for its status, in one attempt
+    /// bounded by the attempt timeout.
+    pub async fn status(&self, server: ServerId) -> Result<NodeStatus, Error> {
+        let timeout = self.inner.config.attempt_timeout;
+        let call = self.inner.connector.call(server, Request::Status);
+        let last_error = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(Ok(Reply::Status(status)))) => return Ok(status),
+            Ok(Ok(Ok(reply))) => {
+                return Err(Error::UnexpectedReply {
+                    reply,
+                    may_have_happened: false,
+                })
+            }
+            Ok(Ok(Err(error))) => error.to_string(),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        Err(Error::Timeout {
+            may_have_happened: false,
+            last_error,
+        })
     }
 
     /// Like [`Clerk::get`], giving up at `deadline`.

@@ -43,7 +43,9 @@ mod record;
 
 pub use clerk::{Clerk, ClerkConfig, Error, Op};
 pub use connector::{CallError, Connector};
-pub use protocol::{Reply, Request, Response, ServerId, ServiceError, SessionId, WriteOp};
+pub use protocol::{
+    NodeStatus, Reply, Request, Response, ServerId, ServiceError, SessionId, WriteOp,
+};
 pub use record::{OpEnd, OpRecord, Recorder, RecordingClerk};
 
 #[cfg(test)]

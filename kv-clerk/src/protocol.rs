@@ -122,6 +122,39 @@ pub enum Request {
         /// The key.
         key: Bytes,
     },
+    /// Ask the node about itself. Every node answers, leader or not, from
+    /// its own view: [`Reply::Status`].
+    Status,
+}
+
+/// One node's view of itself, for monitoring (`kv-cli status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub id: ServerId,
+    /// `leader`, `follower`, `candidate` or `pre-candidate`.
+    pub role: String,
+    /// Its current term.
+    pub term: u64,
+    /// The leader it knows of in that term.
+    pub leader: Option<ServerId>,
+    /// Highest log index it knows committed.
+    pub commit: u64,
+    /// Highest log index its state machine applied.
+    pub applied: u64,
+    /// Index of the first entry still in its log.
+    pub first_index: u64,
+    /// Index of the last entry in its log.
+    pub last_index: u64,
+    /// Last index its latest snapshot covers (0 without one).
+    pub snapshot_index: u64,
+}
+
+impl NodeStatus {
+    /// How many entries its log holds (after the snapshot).
+    pub fn log_entries(&self) -> u64 {
+        (self.last_index + 1).saturating_sub(self.first_index)
+    }
 }
 
 /// A successful answer.
@@ -139,6 +172,8 @@ pub enum Reply {
         /// The value.
         value: Option<Bytes>,
     },
+    /// The answer to [`Request::Status`].
+    Status(NodeStatus),
 }
 
 /// What a server answers.

@@ -121,8 +121,11 @@ impl KvServer {
 
     /// Answers one client request.
     pub async fn handle(&self, request: Request) -> Response {
-        // A follower answers at once, with the leader it knows.
         let status = self.node.status();
+        if let Request::Status = request {
+            return Ok(Reply::Status(node_status(&status)));
+        }
+        // A follower answers at once, with the leader it knows.
         if status.role != Role::Leader {
             let leader_hint = status.leader.filter(|leader| *leader != status.id);
             trace!(?leader_hint, "not the leader");
@@ -130,6 +133,7 @@ impl KvServer {
         }
 
         match request {
+            Request::Status => Ok(Reply::Status(node_status(&status))),
             Request::Get { key } => {
                 check_key(&key)?;
                 self.read_barrier().await?;
@@ -223,5 +227,26 @@ impl KvServer {
                 leader_hint: known_leader(),
             },
         }
+    }
+}
+
+/// The protocol's view of a node's Raft status.
+fn node_status(status: &raft_core::Status) -> kv_clerk::protocol::NodeStatus {
+    let role = match status.role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::PreCandidate => "pre-candidate",
+    };
+    kv_clerk::protocol::NodeStatus {
+        id: status.id,
+        role: role.to_string(),
+        term: status.term,
+        leader: status.leader,
+        commit: status.commit,
+        applied: status.applied,
+        first_index: status.first_index,
+        last_index: status.last_index,
+        snapshot_index: status.snapshot_index,
     }
 }

@@ -122,3 +122,35 @@ fn write_on_a_session_never_opened_is_refused_as_expired() {
         cluster.shutdown().await;
     });
 }
+
+#[test]
+fn every_node_answers_status_from_its_own_view() {
+    for_each_seed("status", 2, |seed| async move {
+        let mut cluster = start_cluster(&Scenario::new("status"), seed).await;
+        let clerk = Clerk::new(cluster.connector(CLIENT_ID_BASE), clerk_config(3, seed)).unwrap();
+        clerk.put("k", "v").await.unwrap();
+        let leader = cluster.sim().leader().unwrap();
+        for id in cluster.sim().ids() {
+            let status = clerk
+                .status(id)
+                .await
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            let own = cluster.server(id).unwrap().node().status();
+            assert_eq!(status.id, id, "seed {seed}");
+            assert_eq!(status.term, own.term, "seed {seed}");
+            assert_eq!(status.leader, Some(leader), "seed {seed}");
+            let role = if id == leader { "leader" } else { "follower" };
+            assert_eq!(status.role, role, "seed {seed}");
+            assert!(
+                status.log_entries() >= 2,
+                "seed {seed}: blank entry and the session"
+            );
+        }
+        let leader_status = clerk.status(leader).await.unwrap();
+        assert!(
+            leader_status.commit >= 3,
+            "seed {seed}: session, put committed"
+        );
+        cluster.shutdown().await;
+    });
+}
