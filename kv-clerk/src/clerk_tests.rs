@@ -102,6 +102,9 @@ impl Connector for Fake {
             Request::Get { key } => Ok(Ok(Reply::Value {
                 value: state.store.get(&key).cloned(),
             })),
+            Request::Status => Ok(Err(ServiceError::Malformed {
+                reason: "the fake cluster keeps no status".into(),
+            })),
             Request::Write {
                 session, seq, op, ..
             } => {
