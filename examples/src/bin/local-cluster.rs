@@ -507,6 +507,7 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
     println!("  kv-cli put greeting hello");
     println!("  kv-cli append greeting ', world'");
     println!("  kv-cli get greeting");
+    println!("  kv-cli status");
     println!("  kv-cli --json get greeting");
     println!();
     println!("Press Ctrl-C to stop all nodes; run the same command again to restart them on the same data.");

@@ -7,12 +7,12 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kv_clerk::{Connector, Request, ServiceError};
+use kv_clerk::NodeStatus;
 use raft_core::NodeId;
 use rustix::process::Signal;
 
 use crate::replicas::replay;
-use crate::support::{clerk, connector, TestCluster};
+use crate::support::{clerk, TestCluster};
 
 /// Writes through the clerk: `count` puts of their own keys and appends to
 /// one shared key, each recorded in `expected` once acknowledged.
@@ -40,28 +40,44 @@ async fn write_batch<C: kv_clerk::Connector>(
     }
 }
 
-/// Waits (at most 10 s) until node `id` knows the current leader, which it
-/// learns only from the leader's own messages. A follower answers any
-/// request with "not the leader" and the leader it knows.
-async fn wait_until_following(cluster: &TestCluster, id: NodeId) {
-    let connector = connector(cluster);
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// Waits (at most 15 s) until every node answers `status` with the same
+/// term and leader and has applied everything the leader committed, and
+/// returns their statuses.
+async fn wait_until_converged(cluster: &TestCluster) -> Vec<NodeStatus> {
+    let clerk = clerk(cluster);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let request = Request::Get {
-            key: Bytes::from_static(b"journal"),
-        };
-        match connector.call(id, request).await {
-            Ok(Err(ServiceError::NotLeader {
-                leader_hint: Some(_),
-            }))
-            | Ok(Ok(_)) => return,
-            answer => assert!(
-                Instant::now() < deadline,
-                "node {id} does not know a leader after 10 s: {answer:?}"
-            ),
+        let mut statuses = Vec::new();
+        for &id in cluster.nodes.keys() {
+            if let Ok(status) = clerk.status(id).await {
+                statuses.push(status);
+            }
         }
+        let leader = statuses.iter().find(|status| status.role == "leader");
+        let converged = leader.is_some_and(|leader| {
+            statuses.len() == cluster.nodes.len()
+                && statuses.iter().all(|status| {
+                    status.term == leader.term
+                        && status.leader == Some(leader.id)
+                        && status.applied == leader.commit
+                        && status.last_index == leader.last_index
+                })
+        });
+        if converged {
+            return statuses;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes did not converge in 15 s: {statuses:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The `nodes` of `kv-cli --json status`.
+fn status_nodes(output: &Output) -> Vec<serde_json::Value> {
+    let json: serde_json::Value = serde_json::from_str(&stdout(output)).expect("one JSON object");
+    json["nodes"].as_array().expect("a nodes array").clone()
 }
 
 fn stdout(output: &Output) -> String {
@@ -138,6 +154,20 @@ fn acknowledged_writes_survive_a_leader_sigkill_and_reach_every_node() {
         assert_ne!(new_leader, leader, "the killed node cannot lead");
     });
     let failover = killed_at.elapsed();
+    let status = cluster.cli(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "a node does not answer");
+    let table = stdout(&status);
+    assert_eq!(
+        table.lines().count(),
+        4,
+        "a header and a line per node:\n{table}"
+    );
+    assert!(table.contains("no answer"), "{table}");
+    let leading = table
+        .lines()
+        .filter(|line| line.split_whitespace().nth(2) == Some("leader"))
+        .count();
+    assert_eq!(leading, 1, "{table}");
     cluster.start(leader);
     runtime.block_on(async {
         let clerk = clerk(&cluster);
@@ -156,70 +186,64 @@ fn acknowledged_writes_survive_a_leader_sigkill_and_reach_every_node() {
         expected[&Bytes::from_static(b"journal")].as_ref()
     );
 
-    // Every node: stop each cleanly and replay its data directory. First
-    // let the restarted node hear from the leader: when its id is the
-    // higher of a pair, the other node dials it again only after its
-    // reconnect backoff (up to 2 s). A node that has still not caught up
-    // when stopped gets another round.
-    runtime.block_on(wait_until_following(&cluster, leader));
-    let mut rounds = 0;
-    // (node, index its snapshot covers, last index) of the last round.
-    let mut logs = Vec::new();
-    loop {
-        rounds += 1;
-        std::thread::sleep(Duration::from_millis(500));
-        let ids: Vec<NodeId> = cluster.nodes.keys().copied().collect();
-        for &id in &ids {
-            // Node 1 gets Ctrl-C's signal, the others SIGTERM.
-            let signal = if id == 1 { Signal::INT } else { Signal::TERM };
-            let status = cluster.stop(id, signal);
-            assert!(
-                status.success(),
-                "node {id} must stop cleanly on {signal:?}: {status}"
-            );
-            let log = std::fs::read_to_string(&cluster.nodes[&id].log).unwrap_or_default();
-            assert!(log.contains("stopped cleanly"), "node {id} log:\n{log}");
-        }
-        let mut lagging = Vec::new();
-        logs.clear();
-        for &id in &ids {
-            let replica = runtime.block_on(replay(&cluster.nodes[&id].data_dir));
-            logs.push((id, replica.snapshot_index, replica.last_index));
-            if replica.map != expected {
-                let missing = expected
-                    .iter()
-                    .filter(|(key, value)| replica.map.get(*key) != Some(value))
-                    .count();
-                let extra = replica
-                    .map
-                    .keys()
-                    .filter(|key| !expected.contains_key(*key))
-                    .count();
-                assert_eq!(extra, 0, "node {id} holds keys never written");
-                lagging.push((id, missing, replica.last_index));
-            }
-        }
-        if lagging.is_empty() {
-            break;
-        }
-        eprintln!("e2e: round {rounds}: (node, writes missing, last index) {lagging:?}");
-        assert!(
-            rounds < 3,
-            "nodes still miss acknowledged writes after {rounds} rounds \
-             (node, writes missing, last index): {lagging:?}"
-        );
-        cluster.start_all();
-        // Let the nodes reconnect and the leader bring everyone up to date.
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    assert!(
-        logs.iter()
-            .all(|(_, snapshot_index, _)| *snapshot_index > 0),
-        "every node took or received a snapshot: {logs:?}"
+    // kv-cli status sees the three nodes, one leading, all in one term.
+    let converged = runtime.block_on(wait_until_converged(&cluster));
+    let status = cluster.cli(&["--json", "status"]);
+    assert_success(&status, "kv-cli --json status");
+    let nodes = status_nodes(&status);
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert_eq!(
+        nodes.iter().filter(|node| node["role"] == "leader").count(),
+        1,
+        "{nodes:?}"
     );
+    assert!(
+        nodes.iter().all(|node| node["term"] == nodes[0]["term"]),
+        "{nodes:?}"
+    );
+
+    // Every node: once each has applied all the leader committed, stop
+    // each cleanly and replay its data directory (its snapshot, then its
+    // log) the way it would restart: each must hold exactly the
+    // acknowledged writes.
+    for &id in converged.iter().map(|status| &status.id) {
+        // Node 1 gets Ctrl-C's signal, the others SIGTERM.
+        let signal = if id == 1 { Signal::INT } else { Signal::TERM };
+        let status = cluster.stop(id, signal);
+        assert!(
+            status.success(),
+            "node {id} must stop cleanly on {signal:?}: {status}"
+        );
+        let log = std::fs::read_to_string(&cluster.nodes[&id].log).unwrap_or_default();
+        assert!(log.contains("stopped cleanly"), "node {id} log:\n{log}");
+    }
+    let mut logs = Vec::new();
+    for status in &converged {
+        let id = status.id;
+        let replica = runtime.block_on(replay(&cluster.nodes[&id].data_dir));
+        logs.push((id, replica.snapshot_index, replica.last_index));
+        let missing: Vec<&Bytes> = expected
+            .iter()
+            .filter(|(key, value)| replica.map.get(*key) != Some(*value))
+            .map(|(key, _)| key)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "node {id} lacks or differs on {missing:?}"
+        );
+        assert_eq!(
+            replica.map.len(),
+            expected.len(),
+            "node {id} holds keys never written"
+        );
+        assert!(
+            replica.snapshot_index > 0,
+            "node {id} took or received a snapshot"
+        );
+    }
     eprintln!(
-        "e2e: 122 acknowledged writes to {} keys, failover {failover:?}, {rounds} stop \
-         round(s), (node, snapshot index, last index) {logs:?}, {:?} in all",
+        "e2e: 122 acknowledged writes to {} keys on every node, failover {failover:?}, \
+         (node, snapshot index, last index) {logs:?}, {:?} in all",
         expected.len(),
         started.elapsed()
     );

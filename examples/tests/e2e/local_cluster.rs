@@ -156,6 +156,18 @@ fn local_cluster_answers_stops_on_ctrl_c_and_finds_its_data_again() {
         "{}",
         String::from_utf8_lossy(&put.stderr)
     );
+    assert!(printed.contains("kv-cli status"), "{printed}");
+    let status = cli_from_env_file(&dir, &["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let table = String::from_utf8_lossy(&status.stdout).into_owned();
+    for id in 1..=3u16 {
+        let line = format!("{id}     127.0.0.1:{}", base_port + id - 1);
+        assert!(table.contains(&line), "{table}");
+    }
 
     // A second cluster on the same ports is refused, naming the node.
     let second = {

@@ -1,5 +1,10 @@
 //! What kv-cli prints: text for people, or one JSON object per command.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use kv_clerk::{NodeStatus, ServerId};
 use serde_json::{json, Map, Value};
 
 /// Adds `bytes` to `object` under `name` when they are UTF-8 text, else as
@@ -37,6 +42,69 @@ pub fn write_json(op: &str, key: &[u8]) -> Value {
     insert_bytes(&mut object, "key", Some(key));
     object.insert("ok".into(), Value::Bool(true));
     Value::Object(object)
+}
+
+/// What each node answered to a status request, or why it did not.
+pub type StatusAnswers = BTreeMap<ServerId, Result<NodeStatus, String>>;
+
+/// The JSON of `status`: `{"nodes": [...]}`, one object per node, with its
+/// address and either its status (and `log_entries`) or an `error`.
+pub fn status_json(endpoints: &BTreeMap<ServerId, SocketAddr>, answers: &StatusAnswers) -> Value {
+    let nodes: Vec<Value> = answers
+        .iter()
+        .map(|(id, answer)| {
+            let mut object = match answer {
+                Ok(status) => {
+                    let mut object = match serde_json::to_value(status) {
+                        Ok(Value::Object(object)) => object,
+                        _ => Map::new(),
+                    };
+                    object.insert("log_entries".into(), json!(status.log_entries()));
+                    object
+                }
+                Err(error) => {
+                    let mut object = Map::new();
+                    object.insert("error".into(), json!(error));
+                    object
+                }
+            };
+            object.insert("id".into(), json!(id));
+            object.insert("address".into(), json!(endpoints[id].to_string()));
+            Value::Object(object)
+        })
+        .collect();
+    json!({ "nodes": nodes })
+}
+
+/// The text of `status`: one line per node.
+pub fn status_table(endpoints: &BTreeMap<ServerId, SocketAddr>, answers: &StatusAnswers) -> String {
+    let mut text = format!(
+        "{:<5} {:<22} {:<13} {:>6} {:>6} {:>9} {:>9}  {}\n",
+        "node", "address", "role", "term", "leader", "commit", "applied", "log"
+    );
+    for (id, answer) in answers {
+        let address = endpoints[id].to_string();
+        let _ =
+            match answer {
+                Ok(status) => writeln!(
+                text,
+                "{:<5} {:<22} {:<13} {:>6} {:>6} {:>9} {:>9}  {} entries ({}..={}), snapshot at {}",
+                id,
+                address,
+                status.role,
+                status.term,
+                status.leader.map_or("-".to_string(), |leader| leader.to_string()),
+                status.commit,
+                status.applied,
+                status.log_entries(),
+                status.first_index,
+                status.last_index,
+                status.snapshot_index
+            ),
+                Err(error) => writeln!(text, "{id:<5} {address:<22} no answer: {error}"),
+            };
+    }
+    text
 }
 
 /// How many bytes of a key a message shows.
@@ -83,6 +151,59 @@ mod tests {
         assert_eq!(
             get_json(b"k", None),
             json!({"key": "k", "found": false, "value": null})
+        );
+    }
+
+    fn answers() -> (BTreeMap<ServerId, SocketAddr>, StatusAnswers) {
+        let endpoints = [
+            (1, "127.0.0.1:7001".parse().unwrap()),
+            (2, "127.0.0.1:7002".parse().unwrap()),
+        ]
+        .into();
+        let status = NodeStatus {
+            id: 1,
+            role: "leader".into(),
+            term: 3,
+            leader: Some(1),
+            commit: 130,
+            applied: 129,
+            first_index: 91,
+            last_index: 130,
+            snapshot_index: 90,
+        };
+        let answers = [(1, Ok(status)), (2, Err("no answer within 1s".to_string()))].into();
+        (endpoints, answers)
+    }
+
+    #[test]
+    fn status_json_has_every_field_and_the_error_of_a_silent_node() {
+        let (endpoints, answers) = answers();
+        assert_eq!(
+            status_json(&endpoints, &answers),
+            json!({"nodes": [
+                {"id": 1, "address": "127.0.0.1:7001", "role": "leader", "term": 3,
+                 "leader": 1, "commit": 130, "applied": 129, "first_index": 91,
+                 "last_index": 130, "snapshot_index": 90, "log_entries": 40},
+                {"id": 2, "address": "127.0.0.1:7002", "error": "no answer within 1s"},
+            ]})
+        );
+    }
+
+    #[test]
+    fn status_table_has_a_line_per_node() {
+        let (endpoints, answers) = answers();
+        let table = status_table(&endpoints, &answers);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("node  address"), "{table}");
+        assert!(
+            lines[1].contains("leader")
+                && lines[1].contains("40 entries (91..=130), snapshot at 90"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("no answer: no answer within 1s"),
+            "{table}"
         );
     }
 
