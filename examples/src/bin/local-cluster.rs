@@ -501,6 +501,21 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
         nodes[0].address.port(),
         nodes[nodes.len() - 1].address.port()
     );
+    // What the nodes say of themselves: roles, term, indexes.
+    let status = Command::new(&cli)
+        .arg("status")
+        .envs(
+            client_env
+                .variables
+                .iter()
+                .map(|(name, value)| (name, value)),
+        )
+        .stdin(Stdio::null())
+        .output();
+    if let Ok(status) = status {
+        print!("{}", String::from_utf8_lossy(&status.stdout));
+    }
+    println!();
     println!("Talk to it from another shell in this directory:");
     println!();
     println!("  source {relative_dir}/env.sh   # sets KV_ENDPOINTS, KV_CA, KV_CERT, KV_KEY, PATH");
