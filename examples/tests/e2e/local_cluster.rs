@@ -62,10 +62,11 @@ impl Runner {
         fs::read_to_string(&self.output).unwrap_or_default()
     }
 
-    /// Waits for the "cluster is up" block, at most 60 s.
+    /// Waits for the whole "cluster is up" block (it ends with the Ctrl-C
+    /// line), at most 60 s.
     fn wait_until_up(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.output().contains("The cluster is up") {
+        while !self.output().contains("Press Ctrl-C") {
             let exited = self.process.as_mut().and_then(Process::try_status);
             assert!(exited.is_none(), "local-cluster exited: {}", self.output());
             assert!(
