@@ -63,7 +63,7 @@ pub mod defaults {
                   command line or configuration, 1 when start-up or the node failed."
 )]
 pub struct Cli {
-    /// TOML configuration file (keys as in docs/USAGE.md).
+    /// TOML configuration file (keys as in README.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -985,8 +985,8 @@ mod tests {
         assert!(error.contains("is not ID=HOST:PORT"), "{error}");
     }
 
-    /// docs/USAGE.md, the user's reference for this program.
-    const USAGE: &str = include_str!("../../../../docs/USAGE.md");
+    /// README.md, the user's reference for this program.
+    const USAGE: &str = include_str!("../../../../README.md");
 
     #[test]
     fn the_documented_example_file_is_valid_and_every_flag_is_documented() {
@@ -994,7 +994,7 @@ mod tests {
             .split("```toml\n")
             .nth(1)
             .and_then(|rest| rest.split("```").next())
-            .expect("docs/USAGE.md has a TOML example");
+            .expect("README.md has a TOML example");
         let settings = resolve(&[], example).expect("the documented example is valid");
         assert_eq!(settings.raft.voters, vec![1, 2, 3]);
 
@@ -1005,7 +1005,7 @@ mod tests {
                     let flag = format!("`--{long}");
                     assert!(
                         USAGE.contains(&flag),
-                        "docs/USAGE.md does not mention {flag}`"
+                        "README.md does not mention {flag}`"
                     );
                 }
             }

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Settings come from a TOML file and flags (see `config.rs` and
-//! `docs/USAGE.md`). Logs go to stdout through `tracing`, at the level
+//! `README.md`). Logs go to stdout through `tracing`, at the level
 //! `RUST_LOG` sets (default `info`), inside a `kv_server{node=<id>}` span.
 //! SIGTERM or Ctrl-C stops the node cleanly: clients are refused, the Raft
 //! node stops, the log is closed, and the process exits with status 0.
