@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 use raft_core::testkit::{LogMachine, SimCluster, SimOptions};
 use raft_core::{LogIndex, NodeId, Role};
@@ -88,4 +90,25 @@ pub fn others(cluster: &Cluster, id: NodeId) -> Vec<NodeId> {
         .into_iter()
         .filter(|other| *other != id)
         .collect()
+}
+
+/// Every state machine applied each command once at most, and every
+/// acknowledged command is among them.
+pub fn assert_acknowledged_applied_once(cluster: &Cluster, acked: &[Bytes]) {
+    let seed = cluster.seed();
+    for id in cluster.ids() {
+        let applied = cluster.machine(id).applied().clone();
+        let commands: BTreeSet<&Bytes> = applied.iter().map(|(_, c)| c).collect();
+        assert_eq!(
+            commands.len(),
+            applied.len(),
+            "seed {seed}: node {id} applied a command twice"
+        );
+        for command in acked {
+            assert!(
+                commands.contains(command),
+                "seed {seed}: node {id} lacks acknowledged {command:?}"
+            );
+        }
+    }
 }

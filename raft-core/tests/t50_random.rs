@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,21 +141,7 @@ async fn random_run(seed: u64) -> (u64, Duration) {
     }
     one(&cluster, "end", nodes as usize).await;
     let acked = acked.lock().unwrap().clone();
-    for id in cluster.ids() {
-        let applied = cluster.machine(id).applied().clone();
-        let commands: BTreeSet<&Bytes> = applied.iter().map(|(_, c)| c).collect();
-        assert_eq!(
-            commands.len(),
-            applied.len(),
-            "seed {seed}: node {id} applied twice"
-        );
-        for command in &acked {
-            assert!(
-                commands.contains(command),
-                "seed {seed}: node {id} lost {command:?}"
-            );
-        }
-    }
+    assert_acknowledged_applied_once(&cluster, &acked);
     cluster.assert_invariants();
     if std::env::var_os("RAFT_STATS").is_some() {
         eprintln!(
