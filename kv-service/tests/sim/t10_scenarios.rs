@@ -261,3 +261,35 @@ fn sessions_evicted_and_expired_under_faults_never_apply_a_write_twice() {
         }
     });
 }
+
+#[test]
+fn scenarios_with_a_snapshot_every_few_entries_stay_linearizable() {
+    // Snapshots happen constantly: every history must still be
+    // linearizable, and exactly-once must survive restores, installs on
+    // lagging followers and crashes in the middle of either.
+    let nemeses = [
+        (Nemesis::Partitions, "tiny_snapshots_partitions"),
+        (Nemesis::CrashOne, "tiny_snapshots_crash_one"),
+        (Nemesis::CrashAll, "tiny_snapshots_crash_all"),
+        (Nemesis::Everything, "tiny_snapshots_everything"),
+    ];
+    for (nemesis, name) in nemeses {
+        let scenario = Scenario {
+            nodes: 3,
+            clients: 4,
+            ops_per_client: 10_000,
+            client_time_max: Duration::from_secs(15),
+            network: NetConfig::unreliable(),
+            nemesis,
+            snapshot_entries: Some(3),
+            op_deadline: Duration::from_millis(1500),
+            ..Scenario::new(name)
+        };
+        for_each_seed(scenario.name, 3, |seed| {
+            let scenario = scenario.clone();
+            async move {
+                run_scenario(&scenario, seed).await;
+            }
+        });
+    }
+}
