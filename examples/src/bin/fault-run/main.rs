@@ -48,18 +48,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use kv_clerk::{Recorder, RecordingClerk};
+use kv_clerk::quic::QuicConnector;
+use kv_clerk::{Clerk, RecordingClerk};
 use kv_service::history::read_history_file;
 use kv_service::linearizability::{check, CheckConfig, Explanation, Verdict};
 use kv_service::HistoryRecorder;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::cluster::{describe_status, Cluster, StopOutcome};
 use crate::nemesis::Nemesis;
 use crate::schedule::{FaultKind, Rng};
-use crate::workload::WorkloadConfig;
+use crate::workload::{ClientTally, WorkloadConfig};
 
 /// Exit status: the history is not linearizable.
 const EXIT_NOT_LINEARIZABLE: u8 = 1;
@@ -264,10 +266,28 @@ async fn stop_on_signal(stop: Arc<watch::Sender<bool>>) -> anyhow::Result<()> {
 #[derive(Debug, Default)]
 struct RunProblems(Vec<String>);
 
+/// Logs of this program (the clerks' included) go to `fault-run.log` in
+/// the run's folder, at the level `RUST_LOG` sets (default `warn`); the
+/// nodes log to their own files at `info`.
+fn init_logging(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("fault-run.log");
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .init();
+    Ok(())
+}
+
 fn run(arguments: Arguments, seed: u64, partitions: bool) -> anyhow::Result<ExitCode> {
     let server = server_program(&arguments.server)?;
     let kinds = fault_kinds(&arguments, partitions)?;
     let dir = run_dir(&arguments, seed)?;
+    init_logging(&dir)?;
     let history_path = match &arguments.history_out {
         Some(path) => path.clone(),
         None => dir.join("history.jsonl"),
@@ -420,21 +440,10 @@ async fn drive(
         op_timeout: Duration::from_millis(arguments.op_timeout_ms),
         think: Duration::from_millis(arguments.think_ms),
         end_at: start + Duration::from_secs(arguments.duration_s),
+        clients: arguments.clients,
+        recorder: recorder.clone(),
     };
-    let mut clients = Vec::new();
-    for (index, clerk) in clerks.into_iter().enumerate() {
-        let client = index as u64 + 1;
-        let recorder: Arc<dyn Recorder> = recorder.clone();
-        let recording = RecordingClerk::new(clerk, client, recorder);
-        let rng = Rng::derive(seed, 1000 + client);
-        clients.push(tokio::spawn(workload::run_client(
-            recording,
-            client,
-            config.clone(),
-            rng,
-            stop.clone(),
-        )));
-    }
+    let clients = spawn_clients(clerks, &config, seed, &stop);
     // The workload ends at its time, unless a signal ends it first.
     let timer_sender = Arc::clone(&stop_sender);
     let end_at = config.end_at;
@@ -444,15 +453,7 @@ async fn drive(
     });
 
     nemesis.run(schedule, start, stop.clone()).await;
-    let mut recording_clerks = Vec::new();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    for client in clients {
-        let (clerk, tally) = client.await.context("a client task failed")?;
-        recording_clerks.push(clerk);
-        for (reason, count) in tally.errors {
-            *errors.entry(reason).or_default() += count;
-        }
-    }
+    let (mut recording_clerks, errors) = join_clients(clients).await?;
     let workload_end_ns = recorder.nanos(Instant::now());
     println!("workload ended; healing everything");
 
@@ -465,8 +466,11 @@ async fn drive(
             ready_timeout.as_secs()
         )),
     }
+    // The clerks may still hold connections to killed processes, which
+    // cost them seconds (docs/FAULTS.md): give the reads as long as the
+    // cluster had to answer.
     let final_reads = match recording_clerks.first_mut() {
-        Some(clerk) => workload::final_reads(clerk, &keys, Duration::from_secs(10)).await,
+        Some(clerk) => workload::final_reads(clerk, &keys, ready_timeout).await,
         None => 0,
     };
     if final_reads < keys.len() {
@@ -499,6 +503,45 @@ async fn drive(
             elapsed: started.elapsed(),
         },
     ))
+}
+
+/// Starts one task per client; client ids (and their values) start at 1.
+fn spawn_clients(
+    clerks: Vec<Clerk<QuicConnector>>,
+    config: &WorkloadConfig,
+    seed: u64,
+    stop: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<(RecordingClerk<QuicConnector>, ClientTally)>> {
+    let mut clients = Vec::new();
+    for (index, clerk) in clerks.into_iter().enumerate() {
+        let client = index as u64 + 1;
+        let rng = Rng::derive(seed, 1000 + client);
+        clients.push(tokio::spawn(workload::run_client(
+            clerk,
+            client,
+            config.clone(),
+            rng,
+            stop.clone(),
+        )));
+    }
+    clients
+}
+
+/// Waits for every client; gives back their recording clerks (in client
+/// order) and their errors, counted by reason.
+async fn join_clients(
+    clients: Vec<JoinHandle<(RecordingClerk<QuicConnector>, ClientTally)>>,
+) -> anyhow::Result<(Vec<RecordingClerk<QuicConnector>>, BTreeMap<String, u64>)> {
+    let mut recording_clerks = Vec::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for client in clients {
+        let (clerk, tally) = client.await.context("a client task failed")?;
+        recording_clerks.push(clerk);
+        for (reason, count) in tally.errors {
+            *errors.entry(reason).or_default() += count;
+        }
+    }
+    Ok((recording_clerks, errors))
 }
 
 /// Writes the faults as JSON Lines, on the history's clock.

@@ -5,20 +5,22 @@
 //! clerk's answer (a timeout is never `fail`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kv_clerk::quic::QuicConnector;
-use kv_clerk::{Clerk, ClerkConfig, Op, RecordingClerk, WriteOp};
+use kv_clerk::{Clerk, ClerkConfig, Op, Recorder, RecordingClerk, WriteOp};
 use raft_transport::TlsCredentials;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::debug;
 
 use crate::cluster::Cluster;
 use crate::schedule::Rng;
 
 /// What every client does.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WorkloadConfig {
     /// The keys the clients work on.
     pub keys: Vec<String>,
@@ -31,6 +33,10 @@ pub struct WorkloadConfig {
     pub think: Duration,
     /// When the clients stop starting operations.
     pub end_at: Instant,
+    /// How many clients run: a client's ids in the history step by this.
+    pub clients: u64,
+    /// Where every client's operations go.
+    pub recorder: Arc<dyn Recorder>,
 }
 
 /// Out of 100 operations: reads below this, puts below
@@ -63,10 +69,18 @@ pub fn new_clerk(
     Ok(Clerk::new(connector, config)?)
 }
 
-/// The reason of an error in a few words, for the tally.
+/// The reason of an error in a few words, for the tally. A timeout says
+/// what its last attempt ran into, without the server and the details.
 fn reason(error: &kv_clerk::Error) -> String {
     match error {
-        kv_clerk::Error::Timeout { .. } => "timeout".into(),
+        kv_clerk::Error::Timeout { last_error, .. } => {
+            let without_server = match last_error.split_once(": ") {
+                Some((server, rest)) if server.starts_with("server ") => rest,
+                _ => last_error.as_str(),
+            };
+            let gist = without_server.split(':').next().unwrap_or_default();
+            format!("timeout ({gist})")
+        }
         kv_clerk::Error::Rejected { error, .. } => {
             let debug = format!("{error:?}");
             let variant: String = debug
@@ -84,7 +98,7 @@ fn reason(error: &kv_clerk::Error) -> String {
 /// Runs client `client` until `config.end_at` or until `stop` turns true,
 /// and gives back its recording clerk (for the final reads) and tally.
 pub async fn run_client(
-    mut clerk: RecordingClerk<QuicConnector>,
+    clerk: Clerk<QuicConnector>,
     client: u64,
     config: WorkloadConfig,
     mut rng: Rng,
@@ -92,6 +106,10 @@ pub async fn run_client(
 ) -> (RecordingClerk<QuicConnector>, ClientTally) {
     let mut tally = ClientTally::default();
     let mut writes: u64 = 0;
+    // The client's id in the history: `client` at first, then `client` +
+    // k × clients after k operations of unknown outcome.
+    let mut history_id = client;
+    let mut clerk = RecordingClerk::new(clerk, history_id, Arc::clone(&config.recorder));
     while Instant::now() < config.end_at && !*stop.borrow() {
         let key = Bytes::from(config.keys[rng.below(config.keys.len() as u64) as usize].clone());
         let roll = rng.below(100);
@@ -108,9 +126,25 @@ pub async fn run_client(
                 Op::Write(WriteOp::Append { key, value })
             }
         };
+        let is_read = matches!(op, Op::Get { .. });
         let deadline = Instant::now() + config.op_timeout;
         if let Err(error) = clerk.execute(op, deadline).await {
+            debug!(client, history_id, %error, "operation failed");
             *tally.errors.entry(reason(&error)).or_default() += 1;
+            // The recorder's rule for `info`: the operation may still be
+            // pending, so this id has an operation in flight for good.
+            // Like Jepsen, go on under a new id, so that every id of the
+            // history has at most one operation in flight.
+            let unknown = error.may_have_happened()
+                || (is_read && matches!(error, kv_clerk::Error::Timeout { .. }));
+            if unknown {
+                history_id += config.clients;
+                clerk = RecordingClerk::new(
+                    clerk.clerk().clone(),
+                    history_id,
+                    Arc::clone(&config.recorder),
+                );
+            }
         }
 
         let think_ms = config.think.as_millis() as u64;
