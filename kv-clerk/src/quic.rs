@@ -100,14 +100,52 @@ impl QuicConnector {
     }
 }
 
+/// Forgets the connection of a call that was cancelled before it ended:
+/// the clerk cancels a call that got no answer in time, and the usual cause
+/// is a server that died (a restarted one cannot reset the old connection,
+/// which would otherwise linger until QUIC's idle timeout).
+struct ForgetUnlessFinished<'a> {
+    connector: &'a QuicConnector,
+    server: ServerId,
+    connection: quinn::Connection,
+    finished: bool,
+}
+
+impl Drop for ForgetUnlessFinished<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.connector.forget(self.server, &self.connection);
+        }
+    }
+}
+
 #[async_trait]
 impl Connector for QuicConnector {
     async fn call(&self, server: ServerId, request: Request) -> Result<Response, CallError> {
         let connection = self.connection(server).await?;
+        let mut guard = ForgetUnlessFinished {
+            connector: self,
+            server,
+            connection: connection.clone(),
+            finished: false,
+        };
+        let result = self.call_on(server, &connection, request).await;
+        guard.finished = true;
+        result
+    }
+}
+
+impl QuicConnector {
+    async fn call_on(
+        &self,
+        server: ServerId,
+        connection: &quinn::Connection,
+        request: Request,
+    ) -> Result<Response, CallError> {
         let (mut send, mut receive) = match connection.open_bi().await {
             Ok(streams) => streams,
             Err(error) => {
-                self.forget(server, &connection);
+                self.forget(server, connection);
                 return Err(CallError::NotSent {
                     reason: format!("opening a stream to server {server}: {error}"),
                 });
@@ -126,11 +164,11 @@ impl Connector for QuicConnector {
         match response {
             Ok(Some(response)) => Ok(response),
             Ok(None) => {
-                self.forget(server, &connection);
+                self.forget(server, connection);
                 Err(no_answer("no response from", &"stream closed"))
             }
             Err(error) => {
-                self.forget(server, &connection);
+                self.forget(server, connection);
                 Err(no_answer("reading from", &error))
             }
         }
