@@ -1003,10 +1003,7 @@ mod tests {
             if let Some(long) = argument.get_long() {
                 if long != "help" && long != "version" {
                     let flag = format!("`--{long}");
-                    assert!(
-                        USAGE.contains(&flag),
-                        "README.md does not mention {flag}`"
-                    );
+                    assert!(USAGE.contains(&flag), "README.md does not mention {flag}`");
                 }
             }
         }
