@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fault-injection run (docs/FAULTS.md): three real kv-server processes
+# The fault-injection run (README, "Fault runs"): three real kv-server processes
 # on 127.0.0.1, concurrent recorded clients, seeded faults (SIGKILL, SIGSTOP,
 # all nodes killed, and, as root, network partitions in a private network
 # namespace), then a linearizability check of the recorded history.

@@ -467,7 +467,7 @@ async fn drive(
         )),
     }
     // The clerks may still hold connections to killed processes, which
-    // cost them seconds (docs/FAULTS.md): give the reads as long as the
+    // cost them seconds (README, "Fault runs"): give the reads as long as the
     // cluster had to answer.
     let final_reads = match recording_clerks.first_mut() {
         Some(clerk) => workload::final_reads(clerk, &keys, ready_timeout).await,
