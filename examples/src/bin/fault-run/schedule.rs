@@ -9,26 +9,24 @@ use std::time::Duration;
 
 use raft_core::NodeId;
 
-/// A small seeded generator (SplitMix64): enough for choosing faults, keys
-/// and pauses, and the same sequence on every machine for a seed.
+/// raft-core's seeded generator with the helpers the schedule and the
+/// clients need: the same sequence on every machine for a seed.
 #[derive(Clone, Debug)]
 pub struct Rng {
-    state: u64,
+    inner: raft_core::Rng,
 }
 
 impl Rng {
     /// A generator whose sequence depends only on `seed`.
     pub fn new(seed: u64) -> Rng {
-        Rng { state: seed }
+        Rng {
+            inner: raft_core::Rng::new(seed),
+        }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut mixed = self.state;
-        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        mixed ^ (mixed >> 31)
+        self.inner.next_u64()
     }
 
     /// A number in `0..bound` (`bound` > 0). The modulo bias is far below

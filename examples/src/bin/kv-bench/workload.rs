@@ -95,9 +95,9 @@ pub fn key(index: u64) -> Bytes {
     Bytes::from(format!("k{index:08}"))
 }
 
-/// SplitMix64, seeded per workload and client so each run draws the same
-/// keys and values.
-pub struct Draw(u64);
+/// raft-core's seeded generator, seeded per workload and client so each run
+/// draws the same keys and values.
+pub struct Draw(raft_core::Rng);
 
 impl Draw {
     pub fn new(seed: u64, workload: &str, client: usize) -> Draw {
@@ -105,15 +105,13 @@ impl Draw {
         for byte in workload.bytes() {
             state = (state ^ u64::from(byte)).wrapping_mul(0x1000_0000_01B3);
         }
-        Draw(state ^ (client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        Draw(raft_core::Rng::new(
+            state ^ (client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ))
     }
 
     pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     pub fn below(&mut self, bound: u64) -> u64 {
