@@ -14,7 +14,7 @@ mod tests;
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use tracing::{debug, info, trace};
+use tracing::{debug, info, trace, warn};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -843,10 +843,12 @@ impl Raft {
 
     fn start_snapshot_transfer(&mut self, peer: NodeId) {
         let Some(snapshot) = self.latest_snapshot.clone() else {
-            // FIXME(snapshot-data): the core lost its snapshot data (it is
-            // restored from storage at start); without it the follower
-            // cannot catch up until the next local snapshot.
-            debug!(peer, "follower needs a snapshot, none in memory yet");
+            // The log is compacted only by a snapshot the core keeps (taken
+            // here, received, or handed over at start from storage), so
+            // this happens only when storage returned a snapshot whose data
+            // does not match its position. The follower then waits for the
+            // next local snapshot.
+            warn!(peer, "follower needs a snapshot, but none is in memory");
             return;
         };
         info!(peer, index = snapshot.meta.last_index, "sending snapshot");
