@@ -160,12 +160,7 @@ async fn figure_8(seed: u64, network: NetConfig, iterations: u32) {
             }
         }
     }
-    for id in cluster.ids() {
-        if !up.contains(&id) {
-            cluster.restart(id).await;
-        }
-    }
-    cluster.network().set_config(NetConfig::reliable());
+    cluster.recover_all().await;
     one(&cluster, "end", 5).await;
     cluster.assert_invariants();
     cluster.shutdown().await;
@@ -230,13 +225,7 @@ pub async fn churn(seed: u64, network: NetConfig, rounds: u32) {
         let pause = cluster.network().random(0, 300);
         sleep(Duration::from_millis(pause)).await;
     }
-    cluster.network().heal();
-    cluster.network().set_config(NetConfig::reliable());
-    for id in cluster.ids() {
-        if !cluster.is_running(id) {
-            cluster.restart(id).await;
-        }
-    }
+    cluster.recover_all().await;
     let last = one(&cluster, "churn-end", 5).await;
     let acked = acked.lock().unwrap().clone();
     for id in cluster.ids() {

@@ -127,13 +127,7 @@ async fn random_run(seed: u64) -> (u64, Duration) {
         let pause = cluster.network().random(0, 400);
         sleep(Duration::from_millis(pause)).await;
     }
-    cluster.network().heal();
-    cluster.network().set_config(NetConfig::reliable());
-    for id in cluster.ids() {
-        if !cluster.is_running(id) {
-            cluster.restart(id).await;
-        }
-    }
+    cluster.recover_all().await;
     publish(&cluster, &handles);
     stop.store(true, Ordering::Relaxed);
     for client in clients {

@@ -288,6 +288,15 @@ struct ClientEnv {
 }
 
 impl ClientEnv {
+    /// `cli` with these variables set and no standard input.
+    fn command(&self, cli: &Path) -> Command {
+        let mut command = Command::new(cli);
+        command
+            .envs(self.variables.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::null());
+        command
+    }
+
     fn new(nodes: &[Node], certs: &Path, cli: &Path) -> ClientEnv {
         let endpoints = nodes
             .iter()
@@ -341,15 +350,9 @@ fn wait_until_ready(
                 );
             }
         }
-        let probe = Command::new(cli)
+        let probe = client_env
+            .command(cli)
             .args(["--timeout-s", "2", "get", "local-cluster-probe"])
-            .envs(
-                client_env
-                    .variables
-                    .iter()
-                    .map(|(name, value)| (name, value)),
-            )
-            .stdin(Stdio::null())
             .output()
             .with_context(|| format!("cannot run {}", cli.display()))?;
         // Exit status 0: the key exists; 1: it does not. Both are answers.
@@ -502,16 +505,7 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
         nodes[nodes.len() - 1].address.port()
     );
     // What the nodes say of themselves: roles, term, indexes.
-    let status = Command::new(&cli)
-        .arg("status")
-        .envs(
-            client_env
-                .variables
-                .iter()
-                .map(|(name, value)| (name, value)),
-        )
-        .stdin(Stdio::null())
-        .output();
+    let status = client_env.command(&cli).arg("status").output();
     if let Ok(status) = status {
         print!("{}", String::from_utf8_lossy(&status.stdout));
     }

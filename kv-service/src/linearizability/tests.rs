@@ -371,16 +371,16 @@ fn exhausted_budget_gives_unknown_not_a_guess() {
     assert_eq!(check(&history, &config).verdict, Verdict::Unknown);
 }
 
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
+/// raft-core's seeded generator, so a failure replays.
+struct Rng(raft_core::Rng);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(raft_core::Rng::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, bound: u64) -> u64 {
@@ -394,7 +394,7 @@ impl Rng {
 /// from applying the operations in the order of those instants. One in ten
 /// writes has an unknown outcome and takes effect or not at random.
 fn generated_history(seed: u64, clients: u64, ops_per_client: u64, keys: u64) -> Vec<Operation> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     // (effect instant, operation, takes effect)
     let mut planned: Vec<(u64, Operation, bool)> = Vec::new();
     for client in 0..clients {

@@ -173,6 +173,19 @@ impl<M: StateMachine + Clone> SimCluster<M> {
         self.boot(id).await;
     }
 
+    /// Ends every fault: heals the network, makes it reliable, and restarts
+    /// every crashed node. Tests call it before checking that the cluster
+    /// converges.
+    pub async fn recover_all(&mut self) {
+        self.network.heal();
+        self.network.set_config(NetConfig::reliable());
+        for id in self.ids() {
+            if !self.is_running(id) {
+                self.restart(id).await;
+            }
+        }
+    }
+
     /// Whether node `id` is running.
     pub fn is_running(&self, id: NodeId) -> bool {
         self.nodes.contains_key(&id)
